@@ -1,0 +1,334 @@
+"""Fine-tune a ResNet50 on EuroSAT with TorchGeo's ``tasks.Classification`` and export a geocam model.
+
+The Lightning module is TorchGeo's :class:`~torchgeo.tasks.Classification`; geocam only adds the
+initial weights it resolves itself (ImageNet, TorchGeo weights by name, a local file, none), a
+warm-up + cosine learning-rate schedule (from-scratch training needs it; TorchGeo's default
+``ReduceLROnPlateau`` keeps the initial rate for ``patience`` epochs) and label smoothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import Subset
+from torchgeo.tasks import Classification
+
+from .data import DataSpec, EuroSATDataModule
+from .errors import ConfigError
+from .evaluate import evaluate_net
+from .model import EUROSAT_CLASSES, ModelCard, load_init_weights, resolve_init_weights, save_model
+
+log = logging.getLogger(__name__)
+
+
+class EuroSATClassification(Classification):
+    """TorchGeo ``Classification`` with geocam's weight init, warm-up + cosine LR and smoothing."""
+
+    def __init__(
+        self,
+        model: str = "resnet50",
+        in_channels: int = 3,
+        num_classes: int = 10,
+        init: str = "none",
+        download: bool = False,
+        lr: float = 2e-3,
+        weight_decay: float = 0.05,
+        warmup_epochs: int = 2,
+        label_smoothing: float = 0.1,
+    ) -> None:
+        """Create the task; arguments are saved as Lightning hyper-parameters.
+
+        Args:
+            model: timm model name.
+            in_channels: input bands.
+            num_classes: classes.
+            init: initial weights (see :func:`geocam.model.resolve_init_weights`).
+            download: allow downloading ``init`` weights that are not cached.
+            lr: peak AdamW learning rate.
+            weight_decay: AdamW weight decay.
+            warmup_epochs: epochs of linear warm-up before the cosine decay.
+            label_smoothing: cross-entropy label smoothing.
+        """
+        super().__init__(
+            model=model,
+            weights=None,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            lr=lr,
+        )
+
+    def configure_models(self) -> None:
+        """Create the timm model, then load the resolved initial weights into it."""
+        super().configure_models()
+        state = resolve_init_weights(self.hparams["init"], self.hparams["download"])
+        if state is not None:
+            left = load_init_weights(self.model, state)
+            log.info("initial weights %s; left random: %s", self.hparams["init"], left)
+
+    def configure_losses(self) -> None:
+        """Cross-entropy with label smoothing."""
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=self.hparams["label_smoothing"])
+
+    def configure_optimizers(self) -> Any:  # noqa: ANN401 - Lightning's union type
+        """AdamW with linear warm-up then cosine decay to zero, stepped per batch."""
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.hparams["weight_decay"]},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.hparams["lr"],
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, int(self.trainer.max_epochs or 1))
+        warmup = min(total - 1, total * self.hparams["warmup_epochs"] // epochs)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Settings of one training run (see ``pipelines/finetune_eurosat.yaml``)."""
+
+    data: DataSpec
+    out_dir: Path
+    model_path: Path
+    architecture: str = "resnet50"
+    init: str = "none"
+    download: bool = False
+    epochs: int = 60
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 2
+    label_smoothing: float = 0.1
+    seed: int = 0
+    num_workers: int = 2
+    threads: int | None = None
+    precision: str = "auto"
+    accelerator: str = "auto"
+    limit_images: int | None = None
+    resume: bool = False
+    command: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"`epochs`={self.epochs} must be >= 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"`batch_size`={self.batch_size} must be >= 1")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"`precision`={self.precision!r}; use auto, bf16 or fp32")
+        if self.limit_images is not None and self.limit_images < 1:
+            raise ConfigError(f"`limit_images`={self.limit_images} must be >= 1")
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has native bf16 matrix units (AMX or AVX-512 BF16)."""
+    checker = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(checker()) if checker is not None else False
+
+
+def lightning_precision(precision: str, accelerator: str) -> str:
+    """Map geocam's ``auto|bf16|fp32`` to a Lightning precision string for the accelerator."""
+    if precision == "fp32":
+        return "32-true"
+    if precision == "bf16":
+        return "bf16-mixed"
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_supports_bf16() else "32-true"
+
+
+class _SubsetDataModule(EuroSATDataModule):
+    """Datamodule keeping a seeded random ``limit`` images of each split (quick runs)."""
+
+    def __init__(self, spec: DataSpec, limit: int, seed: int, **kwargs: Any) -> None:
+        super().__init__(spec, **kwargs)
+        self.limit = limit
+        self.seed = seed
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        for name in ("train_dataset", "val_dataset", "test_dataset"):
+            ds = getattr(self, name)
+            if ds is not None and len(ds) > self.limit:
+                g = torch.Generator().manual_seed(self.seed)
+                idx = torch.randperm(len(ds), generator=g)[: self.limit].tolist()
+                setattr(self, name, Subset(ds, idx))
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Train, test and export a geocam model; resumable from ``out_dir/checkpoints/last.ckpt``.
+
+    Args:
+        cfg: the run's settings.
+        progress: show Lightning's progress bar (stderr).
+
+    Returns:
+        A summary: model path, epochs, wall time, images/s and the test report.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    lightning.seed_everything(cfg.seed, workers=True)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = cfg.out_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if cfg.resume and not last.is_file():
+        raise ConfigError(f"`resume` asked but {str(last)!r} does not exist; train without --resume")
+
+    dm_kwargs: dict[str, Any] = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers}
+    datamodule: EuroSATDataModule
+    if cfg.limit_images:
+        datamodule = _SubsetDataModule(cfg.data, cfg.limit_images, cfg.seed, **dm_kwargs)
+    else:
+        datamodule = EuroSATDataModule(cfg.data, **dm_kwargs)
+    task = EuroSATClassification(
+        model=cfg.architecture,
+        in_channels=len(cfg.data.bands),
+        num_classes=len(EUROSAT_CLASSES),
+        init=cfg.init,
+        download=cfg.download,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_epochs=cfg.warmup_epochs,
+        label_smoothing=cfg.label_smoothing,
+    )
+    task.model.to(memory_format=torch.channels_last)
+    precision = lightning_precision(cfg.precision, cfg.accelerator)
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1)
+    trainer = Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=1,
+        precision=precision,  # type: ignore[arg-type]
+        callbacks=[checkpoint, *([TQDMProgressBar(refresh_rate=10)] if progress else [])],
+        logger=CSVLogger(cfg.out_dir, name="logs"),
+        default_root_dir=cfg.out_dir,
+        enable_progress_bar=progress,
+        log_every_n_steps=20,
+        num_sanity_val_steps=0,
+    )
+    log.info("training %s on %s, precision %s", cfg.architecture, cfg.data.source, precision)
+    start = time.perf_counter()
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if cfg.resume else None)
+    wall_s = time.perf_counter() - start
+
+    net = task.model.float().eval().cpu()
+    datamodule.setup("test")
+    assert datamodule.test_dataset is not None
+    mean, std = cfg.data.mean_std
+    device = "cuda" if torch.cuda.is_available() and cfg.accelerator != "cpu" else "cpu"
+    report = evaluate_net(
+        net, datamodule.test_dataset, EUROSAT_CLASSES, mean, std, device=device, batch_size=256
+    )
+    history = _read_history(cfg.out_dir)
+    card = ModelCard(
+        architecture=cfg.architecture,
+        classes=EUROSAT_CLASSES,
+        bands=cfg.data.bands,
+        rendering=cfg.data.rendering,
+        mean=mean,
+        std=std,
+        window_px=64,
+        gsd_m=10.0,
+        input_scale=1.0,
+        training={
+            "data": cfg.data.source,
+            "root": str(cfg.data.root),
+            "splits": {k: str(v) if v else None for k, v in cfg.data.splits.items()},
+            "limit_images": cfg.limit_images,
+            "epochs": trainer.current_epoch,
+            "init": cfg.init,
+            "seed": cfg.seed,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "weight_decay": cfg.weight_decay,
+            "label_smoothing": cfg.label_smoothing,
+            "precision": precision,
+            "accelerator": str(trainer.accelerator.__class__.__name__),
+            "wall_time_s_last_session": round(wall_s, 1),
+            "command": cfg.command,
+            "host": platform.node(),
+            "torch": torch.__version__,
+            **dict(cfg.extra),
+        },
+        metrics={
+            "split": "test",
+            "overall_accuracy": report["overall_accuracy"],
+            "macro_f1": report["macro_f1"],
+            "f1": {c: report["per_class"][c]["f1"] for c in EUROSAT_CLASSES},
+            "n": report["n"],
+            "val_history": history,
+        },
+        geocam_version=_version(),
+    )
+    save_model(cfg.model_path, net, card)
+    summary = {
+        "model": str(cfg.model_path),
+        "epochs": trainer.current_epoch,
+        "wall_time_s": round(wall_s, 1),
+        "precision": precision,
+        "test": report,
+    }
+    (cfg.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _read_history(out_dir: Path) -> list[dict[str, float]]:
+    """Per-epoch validation accuracy and loss from the CSV logger (newest version folder)."""
+    versions = sorted((out_dir / "logs").glob("version_*/metrics.csv"), key=os.path.getmtime)
+    rows: list[dict[str, float]] = []
+    for path in versions:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("val_OverallAccuracy"):
+                    rows.append(
+                        {
+                            "epoch": float(row["epoch"]),
+                            "val_accuracy": round(float(row["val_OverallAccuracy"]), 4),
+                            "val_loss": round(float(row.get("val_loss") or "nan"), 4),
+                        }
+                    )
+    return rows
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def command_line() -> str:
+    """The command that started this process, for model cards."""
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+__all__ = ["EuroSATClassification", "TrainConfig", "cpu_supports_bf16", "train"]
