@@ -65,6 +65,128 @@ def main(ctx: click.Context, verbose: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Scene runs (`geocam run`)
+# --------------------------------------------------------------------------------------------
+
+
+def _band_spec(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:  # noqa: ANN401
+    from .config import BandSpec
+    from .errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        return BandSpec.parse(value)
+    except ConfigError as err:
+        raise click.BadParameter(str(err), ctx=ctx, param=param) from err
+
+
+def _dn_offset(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None or value.lower() == "auto":
+        return None
+    try:
+        return float(value)
+    except ValueError as err:
+        raise click.BadParameter(f"{value!r} is neither 'auto' nor a number", ctx, param) from err
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+    click.echo(f"geocam: warning: {message}", err=True)
+
+
+@main.command(short_help="Score scenes: CAM heat layers, class map, polygons, preview.")
+@click.argument("scene", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
+              help="geocam model (.safetensors).")  # fmt: skip
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Output folder (one sub-folder per scene when several are given).")  # fmt: skip
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="SceneConfig YAML (e.g. pipelines/scene_cam.yaml); options below override it.")  # fmt: skip
+@click.option("--window-px", type=click.IntRange(min=1), help="Window edge in pixels [model's].")
+@click.option("--stride-px", type=click.IntRange(min=1), help="Window step in pixels [window/2].")
+@click.option("--grid", type=click.Choice(["torchgeo", "inward"]), help="Window layout [torchgeo].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Windows per model call [64].")
+@click.option("--bands", callback=_band_spec,
+              help="Scene bands for the model's bands: B04=3,B03=2,B02=1 or 3,2,1 (1-based).")  # fmt: skip
+@click.option("--device", help="torch device [cpu].")
+@click.option("--threads", type=click.IntRange(min=1), help="torch threads [all cores].")
+@click.option("--mode", type=click.Choice(["exact", "dense"]), help="Engine [exact].")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]),
+              help="bf16 autocast, fp32, or auto (bf16 with AMX/CUDA) [auto].")  # fmt: skip
+@click.option("--reflectance-scale", type=click.FloatRange(min=0, min_open=True),
+              help="Scene DNs are reflectance x this [10000].")  # fmt: skip
+@click.option("--dn-offset", callback=_dn_offset,
+              help="Added to DNs first: 'auto' (product metadata) or a number, e.g. -1000.")  # fmt: skip
+@click.option("--nodata", type=float, help="Nodata DN [scene's; 0 for Sentinel-2].")
+@click.option("--min-valid", "min_valid_fraction", type=click.FloatRange(0, 1),
+              help="Skip windows with a smaller valid fraction [0.5].")  # fmt: skip
+@click.option("--block-px", type=click.IntRange(min=1), help="Output block edge in pixels [512].")
+@click.option("--threshold", type=click.FloatRange(0, 1),
+              help="Polygons: min CAM / class scene max [0.5].")  # fmt: skip
+@click.option("--min-probability", type=click.FloatRange(0, 1),
+              help="Polygons: min probability where the class does not win [0.5].")  # fmt: skip
+@click.option("--sieve-px", type=click.IntRange(min=0), help="Polygons: min area in px [16].")
+@click.option("--simplify-px", type=click.FloatRange(min=0), help="Polygons: tolerance in px [1].")
+@click.option("--preview/--no-preview", default=None, help="Write preview.png [yes].")
+@click.option("--overviews/--no-overviews", default=None, help="COG overviews [yes].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@fail_cleanly
+def run(
+    scene: tuple[Path, ...],
+    model_path: Path,
+    out_dir: Path,
+    config_path: Path | None,
+    quiet: bool,
+    **options: Any,  # noqa: ANN401
+) -> None:
+    """Score SCENE (GeoTIFFs, Sentinel-2 band files or product folders) with a geocam model.
+
+    Writes cam.tif, classes.tif, salient.gpkg, salient.geojson, preview.png and run.json to --out.
+    """
+    import warnings
+
+    from tqdm import tqdm
+
+    from .config import SceneConfig, load_config
+    from .model import load_model
+    from .pipeline import iter_run_scene, iter_scene_inputs
+
+    warnings.showwarning = _show_warning
+    config = (load_config(config_path) if config_path else SceneConfig()).replace(**options)
+    scenes = list(iter_scene_inputs(scene))
+    model = load_model(model_path)
+    for name, paths in scenes:
+        target = out_dir if len(scenes) == 1 else out_dir / name
+        gen = iter_run_scene(paths, model, target, config, name=name)
+        bar: Any = None
+        stage = ""
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            if quiet:
+                continue
+            if event.stage != stage:
+                if bar is not None:
+                    bar.close()
+                stage = event.stage
+                bar = tqdm(total=event.total, desc=f"{name} {stage}", unit=stage.rstrip("s"),
+                           file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+            bar.update(event.done - bar.n)
+        if bar is not None:
+            bar.close()
+        rate = result.windows / result.model_seconds if result.model_seconds else 0.0
+        click.echo(
+            f"{name}: {result.windows} windows ({result.windows_skipped} skipped as nodata), "
+            f"{result.polygons} polygons in {result.seconds:.1f} s ({rate:.0f} windows/s in the "
+            f"model)\nOutputs in {result.out_dir}/: "
+            + ", ".join(p.name for p in result.files.values())
+        )
+
+
+# --------------------------------------------------------------------------------------------
 # Training and evaluation
 # --------------------------------------------------------------------------------------------
 

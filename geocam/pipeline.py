@@ -1,0 +1,570 @@
+"""run_scene(): the one place that chains the stages, block by block, with bounded memory.
+
+Pass 1 (model): for each output block, read the pixels its new windows need (block plus halo,
+windowed), render them, score the windows with the engine, keep each window's tiny raw CAM
+(feature grid) until every block it touches is finished, stitch the block, and write raw CAM,
+blended probabilities and the class map to tiled work GeoTIFFs; keep the running per-class
+maximum. Pass 2 (cheap): re-read the work files by blocks (with a halo for sieving), write the
+scene-normalised heat, and polygonise. Then build the COGs, the vectors, the preview and
+run.json in a temporary folder and move each into place with ``os.replace``: an error leaves no
+half-written output behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import rasterio
+import torch
+from rasterio.windows import Window
+
+from .cam import Engine, make_engine
+from .config import SceneConfig, to_mapping
+from .errors import ConfigError, GeocamError, OutputError, SceneError
+from .export import polygons_frame, write_geojson, write_gpkg, write_json, write_preview
+from .model import GeocamModel, load_model
+from .polygonize import Piece, SalientPolygon, block_pieces, merge_pieces, salient_mask, sieve_mask
+from .raster import (
+    TiledWriter,
+    class_colours,
+    read_decimated,
+    read_window,
+    write_category_names,
+    write_cog,
+)
+from .scene import BandMatch, Scene, SceneReader, match_bands, open_scene, render, true_colour
+from .stitch import (
+    NO_CLASS,
+    BlockAccumulator,
+    class_map,
+    normalise,
+    running_max,
+    upsample_cams,
+)
+from .tiling import Block, Tile, block_span, grid_offsets, iter_blocks
+
+log = logging.getLogger(__name__)
+
+#: Output file names of one scene.
+OUTPUT_NAMES: dict[str, str] = {
+    "cam": "cam.tif",
+    "classes": "classes.tif",
+    "classes_aux": "classes.tif.aux.xml",
+    "gpkg": "salient.gpkg",
+    "geojson": "salient.geojson",
+    "preview": "preview.png",
+    "run": "run.json",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A progress event.
+
+    Attributes:
+        scene: scene name.
+        stage: ``"windows"`` (model pass) or ``"blocks"`` (normalisation and polygons).
+        done: units finished so far.
+        total: units in this stage.
+    """
+
+    scene: str
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class SceneOutputs:
+    """What a scene run wrote.
+
+    Attributes:
+        out_dir: the output folder.
+        files: output kind (``"cam"``, ``"classes"``, ...) to path.
+        windows: windows scored by the model.
+        windows_skipped: windows skipped as mostly nodata.
+        seconds: wall time of the whole run.
+        model_seconds: time spent in the model.
+        polygons: number of salient polygons.
+    """
+
+    out_dir: Path
+    files: dict[str, Path]
+    windows: int
+    windows_skipped: int
+    seconds: float
+    model_seconds: float
+    polygons: int
+
+
+@dataclass(slots=True)
+class _Cached:
+    cam: npt.NDArray[np.float32]
+    prob: npt.NDArray[np.float32]
+    last_block: tuple[int, int]
+
+
+@dataclass(slots=True)
+class _Timer:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, key: str, start: float) -> float:
+        now = time.perf_counter()
+        self.seconds[key] = self.seconds.get(key, 0.0) + now - start
+        return now
+
+
+def run_scene(
+    scene: Path | Sequence[Path],
+    model: Path | GeocamModel,
+    out_dir: Path,
+    config: SceneConfig | None = None,
+    name: str | None = None,
+) -> SceneOutputs:
+    """Score a scene and write its CAM heat layers, class map, polygons, preview and run.json.
+
+    Args:
+        scene: a GeoTIFF, or the band files of one Sentinel-2 product.
+        model: a geocam ``.safetensors`` model file, or a loaded model.
+        out_dir: output folder (created if missing).
+        config: run settings; defaults to :class:`SceneConfig`'s defaults.
+        name: scene name for messages; default from the file names.
+
+    Returns:
+        The written files and counts.
+
+    Raises:
+        GeocamError: bad input (scene, bands, model, settings, output folder); nothing is left
+            half-written.
+    """
+    gen = iter_run_scene(scene, model, out_dir, config, name)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            result: SceneOutputs = stop.value
+            return result
+
+
+def _prepare_out_dir(out_dir: Path) -> tuple[Path, bool]:
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".geocam-tmp-", dir=out_dir))
+    except OSError as err:
+        raise OutputError(
+            f"`out`={str(out_dir)!r} cannot be written ({err.strerror or err}); pass a folder you "
+            "can write to"
+        ) from err
+    return tmp, created
+
+
+def iter_run_scene(
+    scene: Path | Sequence[Path],
+    model: Path | GeocamModel,
+    out_dir: Path,
+    config: SceneConfig | None = None,
+    name: str | None = None,
+) -> Generator[Progress, None, SceneOutputs]:
+    """Like :func:`run_scene`, yielding :class:`Progress` events; returns :class:`SceneOutputs`.
+
+    Args:
+        scene: a GeoTIFF, or the band files of one Sentinel-2 product.
+        model: a geocam model file or a loaded model.
+        out_dir: output folder.
+        config: run settings.
+        name: scene name.
+    """
+    t_start = time.perf_counter()
+    config = config or SceneConfig()
+    paths = (Path(scene),) if isinstance(scene, str | Path) else tuple(Path(p) for p in scene)
+    out_dir = Path(out_dir)
+    # Validate every input before anything is created.
+    loaded = model if isinstance(model, GeocamModel) else load_model(Path(model))
+    card = loaded.card
+    if len(card.classes) > 254:
+        raise ConfigError(f"`model` has {len(card.classes)} classes; at most 254 fit a uint8 map")
+    opened = open_scene(paths, name=name, nodata=config.nodata, dn_offset=config.dn_offset)
+    bands = match_bands(opened, card.bands, config.bands)
+    window_px, stride_px = config.resolved_window(card.window_px)
+    rows, cols = grid_offsets(opened.height, opened.width, window_px, stride_px, config.grid)
+    engine_threads = config.threads or os.cpu_count() or 1
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(engine_threads)
+    engine = make_engine(
+        config.mode, loaded.net, config.batch_size, config.device, config.precision, card.input_scale
+    )
+    tmp, created = _prepare_out_dir(out_dir)
+    try:
+        with rasterio.Env(**dict(config.gdal_env)):
+            result = yield from _run(
+                opened, loaded, bands, engine, config, window_px, stride_px, rows, cols, tmp
+            )
+        files = {}
+        for key, fname in OUTPUT_NAMES.items():
+            src = tmp / fname
+            if src.exists():
+                os.replace(src, out_dir / fname)
+                files[key] = out_dir / fname
+        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            try:
+                out_dir.rmdir()
+            except OSError:
+                pass
+        raise
+    finally:
+        torch.set_num_threads(previous_threads)
+    return SceneOutputs(
+        out_dir=out_dir,
+        files=files,
+        windows=result["windows"]["scored"],
+        windows_skipped=result["windows"]["skipped_nodata"],
+        seconds=time.perf_counter() - t_start,
+        model_seconds=result["timings_s"]["model"],
+        polygons=result["polygons"]["total"],
+    )
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "gdal": rasterio.__gdal_version__}
+    for pkg in ("geocam", "torch", "timm", "torchgeo", "rasterio", "numpy", "shapely", "pyproj",
+                "geopandas", "pyogrio"):  # fmt: skip
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def _region(block: Block, tiles: Sequence[Tile], window_px: int) -> Window:
+    r0, c0 = int(block.window.row_off), int(block.window.col_off)
+    r1, c1 = r0 + int(block.window.height), c0 + int(block.window.width)
+    for t in tiles:
+        r0, c0 = min(r0, t.row_off), min(c0, t.col_off)
+        r1, c1 = max(r1, t.row_off + window_px), max(c1, t.col_off + window_px)
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def _run(
+    scene: Scene,
+    model: GeocamModel,
+    bands: BandMatch,
+    engine: Engine,
+    config: SceneConfig,
+    window_px: int,
+    stride_px: int,
+    row_offsets: Sequence[int],
+    col_offsets: Sequence[int],
+    tmp: Path,
+) -> Generator[Progress, None, dict[str, Any]]:
+    card = model.card
+    n_classes = len(card.classes)
+    timer = _Timer()
+    total_windows = len(row_offsets) * len(col_offsets)
+    block_px = config.block_px
+    n_block_rows = -(-scene.height // block_px)
+    n_block_cols = -(-scene.width // block_px)
+    n_blocks = n_block_rows * n_block_cols
+    colours = class_colours(card.classes)
+    work_cam, work_prob, work_cls = tmp / "work_cam.tif", tmp / "work_prob.tif", tmp / "work_cls.tif"
+    work_heat = tmp / "work_heat.tif"
+    grid = dict(crs=scene.crs, transform=scene.transform, shape_rc=scene.shape_rc)
+    names = list(card.classes)
+    colormap = {i: (*c, 255) for i, c in enumerate(colours)}
+    colormap[NO_CLASS] = (0, 0, 0, 0)
+    cls_tags = {"CLASS_NAMES": ",".join(names), **{f"CLASS_{i}": n for i, n in enumerate(names)}}
+
+    scene_max = np.zeros(n_classes, dtype=np.float32)
+    class_pixels = np.zeros(n_classes + 1, dtype=np.int64)
+    cache: dict[tuple[int, int], _Cached] = {}
+    scored = skipped = done = 0
+    peak_cache = 0
+    # ---- pass 1: model, stitching, raw outputs -------------------------------------------
+    t = time.perf_counter()
+    with (
+        SceneReader(scene, bands.indexes) as reader,
+        TiledWriter(work_cam, n_classes, "float32", nodata=float("nan"), **grid) as cam_out,
+        TiledWriter(work_prob, n_classes, "float32", nodata=float("nan"), **grid) as prob_out,
+        TiledWriter(
+            work_cls, 1, "uint8", nodata=NO_CLASS, colormap=colormap, tags=cls_tags, **grid
+        ) as cls_out,
+    ):
+        blocks = iter_blocks(
+            scene.height, scene.width, block_px, row_offsets, col_offsets, window_px,
+            scene.transform,
+        )  # fmt: skip
+        for block in blocks:
+            region = _region(block, block.tiles, window_px)
+            rr, rc = int(region.row_off), int(region.col_off)
+            dn, valid = reader.read(region)
+            t = timer.add("read", t)
+            todo: list[Tile] = []
+            for tile in block.tiles:
+                sub = valid[
+                    tile.row_off - rr : tile.row_off - rr + window_px,
+                    tile.col_off - rc : tile.col_off - rc + window_px,
+                ]
+                if sub.mean() >= max(config.min_valid_fraction, 1e-9):
+                    todo.append(tile)
+                else:
+                    skipped += 1
+            done += len(block.tiles) - len(todo)
+            if todo:
+                image = render(dn, valid, card, scene.dn_offset, config.reflectance_scale)
+                t = timer.add("render", t)
+                origins = [(tile.row_off - rr, tile.col_off - rc) for tile in todo]
+                k = 0
+                for scores in engine.score(image, origins, window_px):
+                    t = timer.add("model", t)
+                    for j in range(len(scores.probs)):
+                        tile = todo[k + j]
+                        last_r = block_span(tile.row_off, window_px, scene.height, block_px)[1]
+                        last_c = block_span(tile.col_off, window_px, scene.width, block_px)[1]
+                        cache[(tile.row_off, tile.col_off)] = _Cached(
+                            cam=scores.cams[j], prob=scores.probs[j], last_block=(last_r, last_c)
+                        )
+                    k += len(scores.probs)
+                    scored += len(scores.probs)
+                    done += len(scores.probs)
+                    yield Progress(scene.name, "windows", done, total_windows)
+                    t = time.perf_counter()
+                del image
+            else:
+                yield Progress(scene.name, "windows", done, total_windows)
+            peak_cache = max(peak_cache, len(cache))
+            # stitch every cached window that touches this block
+            b_r0, b_c0 = int(block.window.row_off), int(block.window.col_off)
+            b_rows, b_cols = int(block.window.height), int(block.window.width)
+            acc = BlockAccumulator(n_classes, (b_r0, b_c0), (b_rows, b_cols))
+            touching = [
+                key
+                for key in cache
+                if key[0] < b_r0 + b_rows
+                and key[0] + window_px > b_r0
+                and key[1] < b_c0 + b_cols
+                and key[1] + window_px > b_c0
+            ]
+            for start in range(0, len(touching), 64):
+                keys = touching[start : start + 64]
+                up = upsample_cams(np.stack([cache[key].cam for key in keys]), window_px)
+                for key, cam_px in zip(keys, up, strict=True):
+                    acc.add(cam_px, cache[key].prob, key)
+            block_valid = valid[b_r0 - rr : b_r0 - rr + b_rows, b_c0 - rc : b_c0 - rc + b_cols]
+            res = acc.finalise(block_valid)
+            cls = class_map(res.cam, engine.bias, res.covered)
+            scene_max = running_max(scene_max, res.cam)
+            class_pixels += np.bincount(
+                np.where(cls == NO_CLASS, n_classes, cls).ravel(), minlength=n_classes + 1
+            )
+            t = timer.add("stitch", t)
+            cam_out.write(block.window, res.cam)
+            prob_out.write(block.window, res.prob)
+            cls_out.write(block.window, cls[None])
+            t = timer.add("write", t)
+            for key in [k for k, v in cache.items() if v.last_block == block.index_rc]:
+                del cache[key]
+            del dn, valid, acc, res
+    if scored == 0:
+        raise SceneError(
+            f"scene {scene.name!r} has no window with >= {config.min_valid_fraction:.0%} valid "
+            f"pixels (nodata={scene.nodata}, {scene.nodata_source}); it is all nodata - check "
+            "the file or pass --nodata / --min-valid"
+        )
+    # ---- pass 2: normalise once per scene, polygons --------------------------------------
+    heat_tags = {"CAM_NORMALISATION": "relu(cam) / scene max of relu(cam) per class"}
+    halo = config.sieve_px
+    pieces: list[list[Piece]] = [[] for _ in range(n_classes)]
+    with TiledWriter(
+        work_heat, n_classes, "float32", nodata=float("nan"), descriptions=names,
+        tags=heat_tags, **grid,
+    ) as heat_out:  # fmt: skip
+        for i in range(n_classes):
+            heat_out.update_band_tags(
+                i + 1, CLASS=names[i], CAM_SCENE_MAX=f"{float(scene_max[i]):.6g}"
+            )
+        blocks = iter_blocks(scene.height, scene.width, block_px, (), (), window_px, scene.transform)
+        for b, block in enumerate(blocks):
+            r0, c0 = int(block.window.row_off), int(block.window.col_off)
+            h, w = int(block.window.height), int(block.window.width)
+            halo_win = Window(c0 - halo, r0 - halo, w + 2 * halo, h + 2 * halo)
+            raw = read_window(work_cam, halo_win)
+            prob = read_window(work_prob, halo_win)
+            cls = read_window(work_cls, halo_win, boundless_fill=NO_CLASS)[0]
+            heat = normalise(raw, scene_max)
+            inner = (slice(halo, halo + h), slice(halo, halo + w))
+            heat_out.write(block.window, heat[:, inner[0], inner[1]])
+            t = timer.add("normalise", t)
+            for c in range(n_classes):
+                mask = salient_mask(
+                    heat[c], prob[c], cls, c, config.threshold, config.min_probability
+                )
+                mask = sieve_mask(mask, config.sieve_px)[inner]
+                pieces[c].extend(
+                    block_pieces(mask, heat[c][inner], prob[c][inner], block.transform)
+                )
+            t = timer.add("polygonize", t)
+            yield Progress(scene.name, "blocks", b + 1, n_blocks)
+    res_x, res_y = scene.res_xy
+    polygons: list[SalientPolygon] = []
+    for c in range(n_classes):
+        polygons.extend(
+            merge_pieces(
+                pieces[c], c, names[c], scene.crs, config.simplify_px * min(res_x, res_y)
+            )
+        )
+    del pieces
+    t = timer.add("polygonize", t)
+    frame = polygons_frame(polygons, scene.crs)
+    write_gpkg(frame, tmp / OUTPUT_NAMES["gpkg"])
+    write_geojson(frame, tmp / OUTPUT_NAMES["geojson"])
+    t = timer.add("vectors", t)
+    write_cog(work_heat, tmp / OUTPUT_NAMES["cam"], "heat-cog", config.overviews)
+    write_cog(work_cls, tmp / OUTPUT_NAMES["classes"], "class-cog", config.overviews)
+    write_category_names(tmp / OUTPUT_NAMES["classes"], names)
+    t = timer.add("cog", t)
+    if config.preview:
+        _preview(scene, bands, model, config, tmp, colours)
+        t = timer.add("preview", t)
+    for work in (work_cam, work_prob, work_cls, work_heat):
+        work.unlink(missing_ok=True)
+    model_s = timer.seconds.get("model", 0.0)
+    valid_px = int(class_pixels[:n_classes].sum())
+    record: dict[str, Any] = {
+        "geocam": _versions()["geocam"],
+        "scene": {
+            "name": scene.name,
+            "paths": [str(p) for p in scene.paths],
+            "crs": scene.crs.to_string(),
+            "transform": list(scene.transform)[:6],
+            "shape_rc": list(scene.shape_rc),
+            "band_names": list(scene.band_names),
+            "bands_used": {
+                card.bands[i]: {"scene_band": pos + 1, "name": scene.bands[pos].name}
+                for i, pos in enumerate(bands.indexes)
+            },
+            "band_match": bands.how,
+            "nodata": scene.nodata,
+            "nodata_source": scene.nodata_source,
+            "dn_offset": scene.dn_offset,
+            "dn_offset_source": scene.dn_offset_source,
+        },
+        "model": {
+            "sha256": model.sha256,
+            "architecture": card.architecture,
+            "classes": names,
+            "bands": list(card.bands),
+            "rendering": asdict(card.rendering),
+            "window_px": card.window_px,
+            "input_scale": card.input_scale,
+            "metrics": dict(card.metrics),
+        },
+        "parameters": {
+            **to_mapping(config),
+            "window_px": window_px,
+            "stride_px": stride_px,
+            "engine": engine.name,
+            "precision": getattr(engine, "precision", config.precision),
+            "threads": torch.get_num_threads(),
+        },
+        "windows": {
+            "total": total_windows,
+            "scored": scored,
+            "skipped_nodata": skipped,
+            "per_second_model": round(scored / model_s, 2) if model_s > 0 else None,
+            "peak_cached": peak_cache,
+        },
+        "blocks": n_blocks,
+        "scene_max_cam": {n: float(scene_max[i]) for i, n in enumerate(names)},
+        "class_fraction": {
+            n: round(float(class_pixels[i]) / max(valid_px, 1), 4) for i, n in enumerate(names)
+        },
+        "polygons": {
+            "total": len(polygons),
+            "per_class": {n: sum(p.class_id == i for p in polygons) for i, n in enumerate(names)},
+            "rule": (
+                f"relu(cam)/scene max >= {config.threshold} and (class wins or probability >= "
+                f"{config.min_probability}); sieve {config.sieve_px} px; simplify "
+                f"{config.simplify_px} px"
+            ),
+        },
+        "timings_s": {k: round(v, 3) for k, v in timer.seconds.items()},
+        "versions": _versions(),
+        "outputs": [n for k, n in OUTPUT_NAMES.items() if (tmp / n).exists() or k == "run"],
+    }
+    record["timings_s"].setdefault("model", 0.0)
+    write_json(record, tmp / OUTPUT_NAMES["run"])
+    return record
+
+
+def _stretch(dn: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint8]:
+    out = np.zeros(dn.shape, dtype=np.uint8)
+    for k in range(dn.shape[0]):
+        vals = dn[k][valid]
+        if vals.size:
+            lo, hi = np.percentile(vals, (2, 98))
+            out[k] = np.clip((dn[k] - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+    out[:, ~valid] = 0
+    return np.moveaxis(out, 0, -1)
+
+
+def _preview(
+    scene: Scene,
+    bands: BandMatch,
+    model: GeocamModel,
+    config: SceneConfig,
+    tmp: Path,
+    colours: Sequence[tuple[int, int, int]],
+) -> None:
+    scale = min(1.0, config.preview_px / max(scene.height, scene.width))
+    shape_rc = (max(1, round(scene.height * scale)), max(1, round(scene.width * scale)))
+    names = list(scene.band_names)
+    if all(b in names for b in ("B04", "B03", "B02")):
+        idx = [names.index(b) for b in ("B04", "B03", "B02")]
+        s2 = True
+    else:
+        idx = list(bands.indexes[:3]) if len(bands.indexes) >= 3 else [bands.indexes[0]] * 3
+        s2 = tuple(model.card.bands[:3]) == ("B04", "B03", "B02")
+    with SceneReader(scene, idx) as reader:
+        dn, valid = reader.read(Window(0, 0, scene.width, scene.height), out_shape_rc=shape_rc)
+    if s2:
+        rgb = true_colour(dn, valid, scene.dn_offset, config.reflectance_scale)
+    else:
+        rgb = _stretch(dn, valid)
+    classes = read_decimated(tmp / OUTPUT_NAMES["classes"], shape_rc)[0]
+    heat_all = read_decimated(tmp / OUTPUT_NAMES["cam"], shape_rc)
+    pick = np.where(classes == NO_CLASS, 0, classes).astype(np.intp)
+    heat = np.take_along_axis(heat_all, pick[None], axis=0)[0]
+    heat[classes == NO_CLASS] = np.nan
+    write_preview(
+        tmp / OUTPUT_NAMES["preview"],
+        rgb,
+        classes,
+        heat,
+        model.card.classes,
+        colours,
+        title=f"{scene.name}: winning class, opacity = CAM (model {model.card.architecture}, "
+        f"{model.sha256[:12]})",
+    )
+
+
+def iter_scene_inputs(paths: Sequence[Path]) -> Iterator[tuple[str, tuple[Path, ...]]]:
+    """Scenes named by command-line inputs (see :func:`geocam.scene.group_inputs`)."""
+    from .scene import group_inputs
+
+    yield from group_inputs(paths)
+

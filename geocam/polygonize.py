@@ -1,0 +1,293 @@
+"""Salient-region polygons from scene-normalised CAMs (pure: arrays + Affine + CRS in, geometries out).
+
+Rule (defaults in :class:`~geocam.config.SceneConfig`): a pixel is salient for class c when
+
+* its scene-normalised CAM ``relu(CAM_c) / max_scene(relu(CAM_c))`` is >= ``threshold`` (0.5), and
+* class c wins the pixel in the class map, or the blended window probability of c is
+  >= ``min_probability`` (0.5).
+
+The mask is sieved (connected areas under ``sieve_px`` pixels removed, holes under it filled;
+4-connectivity), polygonised per block, merged across block seams per class, then simplified
+with a coverage-preserving simplifier so that polygons stay valid and never overlap each other.
+Sieving a block with a halo of ``sieve_px`` pixels gives the same result as sieving the scene:
+any area of ``sieve_px`` pixels or more touching the block has that many pixels within the halo.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+from affine import Affine
+from pyproj import CRS as ProjCRS
+from rasterio.crs import CRS
+from rasterio.features import rasterize, shapes, sieve
+from shapely.geometry import shape
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A polygon from one block, with the pixel statistics needed to merge it.
+
+    Attributes:
+        geometry: polygon in the scene CRS (pixel edges).
+        pixels: number of pixels.
+        sum_activation: sum of the normalised CAM over the pixels.
+        max_activation: maximum of the normalised CAM.
+        sum_probability: sum of the blended probability.
+    """
+
+    geometry: shapely.Polygon
+    pixels: int
+    sum_activation: float
+    max_activation: float
+    sum_probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class SalientPolygon:
+    """A merged salient region of one class.
+
+    Attributes:
+        class_id: class index in the model's order.
+        class_name: class name.
+        geometry: polygon in the scene CRS (simplified).
+        pixels: number of scene pixels in the region (before simplification).
+        mean_activation: mean scene-normalised CAM, in [0, 1].
+        max_activation: maximum scene-normalised CAM, in [0, 1].
+        mean_probability: mean blended window probability of the class, in [0, 1].
+        area_m2: area of the simplified polygon in square metres.
+    """
+
+    class_id: int
+    class_name: str
+    geometry: shapely.Polygon
+    pixels: int
+    mean_activation: float
+    max_activation: float
+    mean_probability: float
+    area_m2: float
+
+
+def salient_mask(
+    heat: npt.NDArray[np.float32],
+    prob: npt.NDArray[np.float32],
+    classes: npt.NDArray[np.uint8],
+    class_id: int,
+    threshold: float,
+    min_probability: float,
+) -> npt.NDArray[np.bool_]:
+    """Pixels salient for one class (see the module docstring).
+
+    Args:
+        heat: ``(rows, cols)`` scene-normalised CAM of the class (NaN = nodata).
+        prob: ``(rows, cols)`` blended probability of the class (NaN = nodata).
+        classes: ``(rows, cols)`` class map (255 = nodata).
+        class_id: the class.
+        threshold: minimum normalised CAM.
+        min_probability: minimum probability when the class does not win the pixel.
+
+    Returns:
+        ``(rows, cols)`` bool.
+    """
+    with np.errstate(invalid="ignore"):
+        strong = heat >= threshold
+        likely = (classes == class_id) | (prob >= min_probability)
+    out: npt.NDArray[np.bool_] = strong & likely & ~np.isnan(heat)
+    return out
+
+
+def sieve_mask(mask: npt.NDArray[np.bool_], sieve_px: int) -> npt.NDArray[np.bool_]:
+    """Remove areas smaller than ``sieve_px`` pixels and fill holes smaller than it (4-connected).
+
+    Args:
+        mask: ``(rows, cols)`` bool.
+        sieve_px: minimum area in pixels; 0 or 1 leaves the mask as is.
+    """
+    if sieve_px <= 1 or not mask.any():
+        return mask
+    out: npt.NDArray[np.bool_] = sieve(mask.astype(np.uint8), size=sieve_px, connectivity=4) > 0
+    return out
+
+
+def block_pieces(
+    mask: npt.NDArray[np.bool_],
+    heat: npt.NDArray[np.float32],
+    prob: npt.NDArray[np.float32],
+    transform: Affine,
+) -> list[Piece]:
+    """Polygonise a block's mask and measure each polygon.
+
+    Args:
+        mask: ``(rows, cols)`` salient pixels of one class in the block.
+        heat: ``(rows, cols)`` scene-normalised CAM of the class.
+        prob: ``(rows, cols)`` blended probability of the class.
+        transform: the block's affine transform.
+
+    Returns:
+        One :class:`Piece` per 4-connected area.
+    """
+    if not mask.any():
+        return []
+    geoms = [
+        shape(geom)
+        for geom, value in shapes(mask.astype(np.uint8), mask=mask, transform=transform, connectivity=4)
+        if value == 1
+    ]
+    labels = rasterize(
+        ((g, i + 1) for i, g in enumerate(geoms)),
+        out_shape=mask.shape,
+        transform=transform,
+        fill=0,
+        dtype="int32",
+    )
+    labels = np.where(mask, labels, 0)
+    n = len(geoms) + 1
+    flat = labels.ravel()
+    h = np.nan_to_num(heat, nan=0.0).ravel().astype(np.float64)
+    p = np.nan_to_num(prob, nan=0.0).ravel().astype(np.float64)
+    count = np.bincount(flat, minlength=n)
+    sum_h = np.bincount(flat, weights=h, minlength=n)
+    sum_p = np.bincount(flat, weights=p, minlength=n)
+    max_h = np.zeros(n, dtype=np.float64)
+    np.maximum.at(max_h, flat, h)
+    return [
+        Piece(
+            geometry=g,
+            pixels=int(count[i + 1]),
+            sum_activation=float(sum_h[i + 1]),
+            max_activation=float(max_h[i + 1]),
+            sum_probability=float(sum_p[i + 1]),
+        )
+        for i, g in enumerate(geoms)
+        if count[i + 1] > 0
+    ]
+
+
+def _polygon_parts(geom: shapely.Geometry) -> list[shapely.Polygon]:
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
+    return [g for g in shapely.get_parts(geom) if isinstance(g, shapely.Polygon) and not g.is_empty]
+
+
+def merge_pieces(
+    pieces: Sequence[Piece],
+    class_id: int,
+    class_name: str,
+    crs: CRS,
+    simplify_tolerance: float,
+) -> list[SalientPolygon]:
+    """Merge one class's pieces across block seams, simplify, and aggregate their statistics.
+
+    Args:
+        pieces: pieces of one class from every block.
+        class_id: class index.
+        class_name: class name.
+        crs: the scene CRS (for areas).
+        simplify_tolerance: simplification tolerance in CRS units (0: none).
+
+    Returns:
+        Valid, non-overlapping polygons, largest first.
+    """
+    if not pieces:
+        return []
+    geoms = np.array([p.geometry for p in pieces], dtype=object)
+    try:
+        merged = shapely.coverage_union_all(geoms)
+    except shapely.errors.GEOSException:
+        merged = shapely.union_all(geoms)
+    parts = _polygon_parts(merged)
+    if not parts:
+        return []
+    tree = shapely.STRtree(parts)
+    points = shapely.point_on_surface(geoms)
+    piece_idx, part_idx = tree.query(points, predicate="intersects")
+    first = np.full(len(pieces), -1)
+    first[piece_idx[::-1]] = part_idx[::-1]  # first match per piece
+    n = len(parts)
+    pixels = np.zeros(n)
+    sum_h = np.zeros(n)
+    sum_p = np.zeros(n)
+    max_h = np.zeros(n)
+    for k, piece in enumerate(pieces):
+        j = first[k]
+        if j < 0:
+            continue
+        pixels[j] += piece.pixels
+        sum_h[j] += piece.sum_activation
+        sum_p[j] += piece.sum_probability
+        max_h[j] = max(max_h[j], piece.max_activation)
+    simplified = simplify_polygons(parts, simplify_tolerance)
+    areas = area_m2(simplified, crs)
+    out = [
+        SalientPolygon(
+            class_id=class_id,
+            class_name=class_name,
+            geometry=simplified[j],
+            pixels=int(pixels[j]),
+            mean_activation=float(sum_h[j] / pixels[j]),
+            max_activation=float(max_h[j]),
+            mean_probability=float(sum_p[j] / pixels[j]),
+            area_m2=float(areas[j]),
+        )
+        for j in range(n)
+        if pixels[j] > 0
+    ]
+    out.sort(key=lambda s: -s.area_m2)
+    return out
+
+
+def simplify_polygons(parts: Sequence[shapely.Polygon], tolerance: float) -> list[shapely.Polygon]:
+    """Simplify polygons together without creating overlaps, gaps or invalid rings.
+
+    Uses GEOS coverage simplification, falling back to per-polygon topology-preserving
+    simplification; any polygon that would come out invalid or empty is kept as it was.
+
+    Args:
+        parts: non-overlapping polygons.
+        tolerance: tolerance in CRS units (0: none).
+    """
+    if tolerance <= 0 or not parts:
+        return list(parts)
+    arr = np.array(parts, dtype=object)
+    try:
+        simple = shapely.coverage_simplify(arr, tolerance)
+    except (shapely.errors.GEOSException, AttributeError):
+        simple = shapely.simplify(arr, tolerance, preserve_topology=True)
+    out = []
+    for original, new in zip(parts, simple, strict=True):
+        ok = isinstance(new, shapely.Polygon) and not new.is_empty and new.is_valid
+        out.append(new if ok else original)
+    return out
+
+
+def area_m2(geoms: Sequence[shapely.Geometry], crs: CRS) -> npt.NDArray[np.float64]:
+    """Areas in square metres, correct for geographic CRSs too.
+
+    Projected CRS: planar area times the square of the CRS's metres per unit. Geographic CRS:
+    geodesic area on the CRS's ellipsoid (pyproj ``Geod.geometry_area_perimeter``).
+
+    Args:
+        geoms: polygons in ``crs``.
+        crs: their coordinate reference system.
+    """
+    if not len(geoms):
+        return np.zeros(0)
+    proj = ProjCRS.from_user_input(crs.to_wkt())
+    if proj.is_geographic:
+        geod = proj.get_geod()
+        if geod is None:  # pragma: no cover - every geographic CRS has an ellipsoid
+            raise ValueError(f"CRS {crs} has no ellipsoid")
+        return np.array([abs(geod.geometry_area_perimeter(g)[0]) for g in geoms])
+    factor = 1.0
+    for axis in proj.axis_info:
+        if axis.unit_conversion_factor:
+            factor = float(axis.unit_conversion_factor)
+            break
+    return np.asarray(shapely.area(np.array(geoms, dtype=object)), dtype=np.float64) * factor**2

@@ -1,0 +1,254 @@
+"""Write (and re-read) georeferenced rasters: tiled work GeoTIFFs written block by block, then COGs.
+
+Creation options come from the named :data:`PROFILES` (rio-cogeo style, STYLE C14). A run writes
+each finished block into a tiled work GeoTIFF (so memory never holds the scene), then
+:func:`write_cog` copies it with GDAL's COG driver, which adds overviews.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from xml.sax.saxutils import escape
+
+import numpy as np
+import numpy.typing as npt
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+log = logging.getLogger(__name__)
+
+#: Named GeoTIFF creation profiles.
+PROFILES: dict[str, dict[str, Any]] = {
+    # Work files: written block by block, read back by blocks; fast compression.
+    "work-tiff": {
+        "driver": "GTiff",
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "zstd",
+        "zstd_level": 1,
+        "interleave": "band",
+        "bigtiff": "IF_SAFER",
+    },
+    # Heat layers (float32, one band per class).
+    "heat-cog": {
+        "driver": "COG",
+        "COMPRESS": "DEFLATE",
+        "PREDICTOR": "YES",
+        "BLOCKSIZE": 512,
+        "OVERVIEW_RESAMPLING": "AVERAGE",
+        "BIGTIFF": "IF_SAFER",
+    },
+    # Class map (uint8 with a colour table).
+    "class-cog": {
+        "driver": "COG",
+        "COMPRESS": "DEFLATE",
+        "PREDICTOR": "YES",
+        "BLOCKSIZE": 512,
+        "OVERVIEW_RESAMPLING": "MODE",
+        "BIGTIFF": "IF_SAFER",
+    },
+}
+
+#: Display colours of the EuroSAT classes (RGB); other class names get tab20 colours.
+CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
+    "AnnualCrop": (232, 196, 74),
+    "Forest": (24, 100, 36),
+    "HerbaceousVegetation": (140, 200, 90),
+    "Highway": (120, 120, 120),
+    "Industrial": (160, 60, 170),
+    "Pasture": (250, 160, 110),
+    "PermanentCrop": (140, 85, 40),
+    "Residential": (220, 40, 40),
+    "River": (60, 160, 240),
+    "SeaLake": (15, 45, 150),
+}
+
+
+def class_colours(classes: Sequence[str]) -> list[tuple[int, int, int]]:
+    """One RGB colour per class name (EuroSAT palette, else matplotlib's tab20)."""
+    import matplotlib
+
+    tab = matplotlib.colormaps["tab20"]
+    out = []
+    for i, name in enumerate(classes):
+        if name in CLASS_COLOURS:
+            out.append(CLASS_COLOURS[name])
+        else:
+            r, g, b, _ = tab(i % 20)
+            out.append((int(r * 255), int(g * 255), int(b * 255)))
+    return out
+
+
+class TiledWriter:
+    """A tiled work GeoTIFF on the scene grid, written block by block; a context manager.
+
+    Args:
+        path: the file to create.
+        count: number of bands.
+        dtype: numpy dtype name, e.g. ``"float32"``.
+        crs: the scene CRS.
+        transform: the scene transform.
+        shape_rc: (rows, cols) of the scene.
+        nodata: nodata value (NaN allowed for floats).
+        descriptions: one description per band (class names).
+        profile: name in :data:`PROFILES`.
+        colormap: colour table of band 1 (value -> RGBA), uint8 only.
+        tags: dataset metadata items.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        count: int,
+        dtype: str,
+        crs: CRS,
+        transform: Affine,
+        shape_rc: tuple[int, int],
+        nodata: float | None,
+        descriptions: Sequence[str] | None = None,
+        profile: str = "work-tiff",
+        colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._profile = {
+            **PROFILES[profile],
+            "count": count,
+            "dtype": dtype,
+            "crs": crs,
+            "transform": transform,
+            "height": shape_rc[0],
+            "width": shape_rc[1],
+            "nodata": nodata,
+        }
+        if shape_rc[0] < 16 or shape_rc[1] < 16:  # GTiff tiles must fit sensible block sizes
+            self._profile.update(tiled=False)
+            self._profile.pop("blockxsize", None)
+            self._profile.pop("blockysize", None)
+        if colormap is not None:
+            self._profile["photometric"] = "palette"
+        self._descriptions = descriptions
+        self._colormap = colormap
+        self._tags = tags
+        self._dst: Any = None
+
+    def __enter__(self) -> TiledWriter:
+        self._dst = rasterio.open(self.path, "w", **self._profile)
+        try:
+            if self._descriptions:
+                for i, text in enumerate(self._descriptions, start=1):
+                    self._dst.set_band_description(i, text)
+            if self._colormap is not None:
+                self._dst.write_colormap(1, dict(self._colormap))
+            if self._tags:
+                self._dst.update_tags(**self._tags)
+        except BaseException:
+            self._dst.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._dst.close()
+
+    def write(self, window: Window, data: npt.NDArray[Any]) -> None:
+        """Write ``(bands, rows, cols)`` data into ``window`` of the scene grid."""
+        self._dst.write(data, window=window)
+
+    def update_band_tags(self, band: int, **tags: str) -> None:
+        """Set metadata items of one band (1-based)."""
+        self._dst.update_tags(band, **tags)
+
+
+def read_window(path: Path, window: Window, boundless_fill: float = np.nan) -> npt.NDArray[Any]:
+    """Read a window of a work raster, filling the outside with ``boundless_fill``.
+
+    Args:
+        path: raster file.
+        window: pixel window (may be partly outside the raster).
+        boundless_fill: value outside the raster.
+
+    Returns:
+        ``(bands, rows, cols)`` array of the file's dtype.
+    """
+    with rasterio.open(path) as src:
+        rows, cols = int(window.height), int(window.width)
+        r0, c0 = int(window.row_off), int(window.col_off)
+        out = np.full((src.count, rows, cols), boundless_fill, dtype=src.dtypes[0])
+        rr0, cc0 = max(r0, 0), max(c0, 0)
+        rr1, cc1 = min(r0 + rows, src.height), min(c0 + cols, src.width)
+        if rr1 > rr0 and cc1 > cc0:
+            inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+            out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = src.read(window=inner)
+        return out
+
+
+def read_decimated(
+    path: Path, out_shape_rc: tuple[int, int], resampling: Resampling = Resampling.nearest
+) -> npt.NDArray[Any]:
+    """Read a whole raster at a reduced size (uses overviews where present).
+
+    Returns:
+        ``(bands, rows, cols)`` array.
+    """
+    with rasterio.open(path) as src:
+        data: npt.NDArray[Any] = src.read(
+            out_shape=(src.count, *out_shape_rc), resampling=resampling
+        )
+        return data
+
+
+def write_cog(src_path: Path, dst_path: Path, profile: str, overviews: bool = True) -> None:
+    """Copy a work GeoTIFF to a Cloud-Optimized GeoTIFF with GDAL's COG driver.
+
+    Args:
+        src_path: tiled work GeoTIFF.
+        dst_path: COG to create.
+        profile: ``"heat-cog"`` or ``"class-cog"``.
+        overviews: build overviews (``OVERVIEWS=AUTO``) or none.
+    """
+    options = {k: v for k, v in PROFILES[profile].items() if k != "driver"}
+    options["OVERVIEWS"] = "AUTO" if overviews else "NONE"
+    rasterio.shutil.copy(str(src_path), str(dst_path), driver=PROFILES[profile]["driver"], **options)
+
+
+def write_category_names(path: Path, names: Sequence[str], description: str = "class") -> Path:
+    """Write a GDAL PAM sidecar (``<path>.aux.xml``) with the band's category names.
+
+    GDAL (and QGIS through it) reads category names from this file; GeoTIFF cannot hold them.
+
+    Args:
+        path: the raster the sidecar belongs to.
+        names: category name of each pixel value 0..n-1.
+        description: band description.
+
+    Returns:
+        The sidecar's path.
+    """
+    cats = "\n".join(f"      <Category>{escape(n)}</Category>" for n in names)
+    xml = (
+        "<PAMDataset>\n"
+        '  <PAMRasterBand band="1">\n'
+        f"    <Description>{escape(description)}</Description>\n"
+        "    <CategoryNames>\n"
+        f"{cats}\n"
+        "    </CategoryNames>\n"
+        "  </PAMRasterBand>\n"
+        "</PAMDataset>\n"
+    )
+    aux = Path(f"{path}.aux.xml")
+    aux.write_text(xml)
+    return aux
