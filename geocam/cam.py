@@ -17,7 +17,7 @@ from the feature map) slots in behind the same protocol.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -100,7 +100,7 @@ def resolve_precision(precision: Precision, device: torch.device) -> str:
     if device.type == "cuda":
         ok = torch.cuda.is_bf16_supported()
     elif device.type == "cpu":
-        ok = bool(torch.backends.mkldnn.is_available()) and bool(
+        ok = bool(torch.backends.mkldnn.is_available()) and bool(  # type: ignore[no-untyped-call]
             torch.ops.mkldnn._is_mkldnn_bf16_supported()
         )
     else:
@@ -120,10 +120,15 @@ def cam_head(net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         ModelFormatError: the network lacks ``forward_features`` or a linear classifier after
             average pooling.
     """
-    head = net.get_classifier() if hasattr(net, "get_classifier") else getattr(net, "fc", None)
+    get_classifier = getattr(net, "get_classifier", None)
+    head = get_classifier() if callable(get_classifier) else getattr(net, "fc", None)
     pool = getattr(net, "global_pool", None)
     pool_type = getattr(pool, "pool_type", "avg")
-    if not isinstance(head, nn.Linear) or not hasattr(net, "forward_features") or pool_type != "avg":
+    if (
+        not isinstance(head, nn.Linear)
+        or not hasattr(net, "forward_features")
+        or pool_type != "avg"
+    ):
         raise ModelFormatError(
             f"`model` network {type(net).__name__} has no average pool + linear head with "
             "forward_features; CAM needs a timm ResNet-style classifier"
@@ -165,8 +170,9 @@ class ExactEngine:
         self.batch_size = batch_size
         self.input_scale = input_scale
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.net = net.eval().to(self.device, memory_format=self.memory_format)
+        self.net = net.eval().to(self.device).to(memory_format=self.memory_format)
         weight, bias = cam_head(self.net)
+        self.forward_features: Callable[[torch.Tensor], torch.Tensor] = self.net.forward_features  # type: ignore[assignment]
         self.weight = weight
         self.bias_t = bias
         self.bias: npt.NDArray[np.float32] = bias.cpu().numpy().astype(np.float32)
@@ -184,7 +190,7 @@ class ExactEngine:
         with torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
         ):
-            feats = self.net.forward_features(x)
+            feats: torch.Tensor = self.forward_features(x)
         feats = feats.float()
         cams = torch.einsum("kc,nchw->nkhw", self.weight, feats)
         logits = cams.mean(dim=(2, 3)) + self.bias_t
@@ -235,7 +241,9 @@ def make_engine(
     try:
         dev = torch.device(device)
     except RuntimeError as err:
-        raise ConfigError(f"`device`={device!r} is not a torch device ({err}); use cpu or cuda") from err
+        raise ConfigError(
+            f"`device`={device!r} is not a torch device ({err}); use cpu or cuda"
+        ) from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"`device`={device!r} but CUDA is not available here; use --device cpu")
     if mode == "exact":

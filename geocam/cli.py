@@ -90,7 +90,12 @@ def _dn_offset(ctx: click.Context, param: click.Parameter, value: str | None) ->
         raise click.BadParameter(f"{value!r} is neither 'auto' nor a number", ctx, param) from err
 
 
-def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    *args: Any,  # noqa: ANN401
+    **kwargs: Any,  # noqa: ANN401
+) -> None:
     click.echo(f"geocam: warning: {message}", err=True)
 
 

@@ -30,7 +30,7 @@ MODES: tuple[str, ...] = ("exact", "dense")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 GRIDS: tuple[str, ...] = ("torchgeo", "inward")
 
-_BAND_NAME = re.compile(r"^B(\d{1,2}|8A)$", re.IGNORECASE)
+_BAND_NAME = re.compile(r"^B(0?[1-9]|1[0-2]|8A)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +187,15 @@ class SceneConfig:
         positive_int("preview_px", self.preview_px)
         if self.sieve_px < 0:
             raise ConfigError(f"`sieve_px`={self.sieve_px!r} must be >= 0 (0 disables sieving)")
-        if self.window_px is not None and self.stride_px is not None:
-            if self.stride_px > self.window_px:
-                raise ConfigError(
-                    f"`stride_px`={self.stride_px} exceeds `window_px`={self.window_px}; gaps "
-                    "would be left unscored: use a stride <= the window size"
-                )
+        if (
+            self.window_px is not None
+            and self.stride_px is not None
+            and self.stride_px > self.window_px
+        ):
+            raise ConfigError(
+                f"`stride_px`={self.stride_px} exceeds `window_px`={self.window_px}; gaps "
+                "would be left unscored: use a stride <= the window size"
+            )
         if self.window_px is not None and self.block_px < self.window_px:
             raise ConfigError(
                 f"`block_px`={self.block_px} is smaller than `window_px`={self.window_px}; "
@@ -201,7 +204,9 @@ class SceneConfig:
         if self.mode not in MODES:
             raise ConfigError(f"`mode`={self.mode!r} is not one of {', '.join(MODES)}")
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"`precision`={self.precision!r} is not one of {', '.join(PRECISIONS)}")
+            raise ConfigError(
+                f"`precision`={self.precision!r} is not one of {', '.join(PRECISIONS)}"
+            )
         if self.grid not in GRIDS:
             raise ConfigError(f"`grid`={self.grid!r} is not one of {', '.join(GRIDS)}")
         if not (math.isfinite(self.reflectance_scale) and self.reflectance_scale > 0):
@@ -220,7 +225,7 @@ class SceneConfig:
         if not self.device.strip():
             raise ConfigError("`device`='' is empty; pass e.g. cpu or cuda")
 
-    def replace(self, **changes: Any) -> SceneConfig:
+    def replace(self, **changes: Any) -> SceneConfig:  # noqa: ANN401
         """A copy with some fields changed (validated again); ``None`` values are ignored."""
         changes = {k: v for k, v in changes.items() if v is not None}
         return from_mapping({**to_mapping(self), **changes})
@@ -297,7 +302,9 @@ def load_config(path: Path) -> SceneConfig:
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as err:
-        raise ConfigError(f"`config`={str(path)!r} cannot be read ({err}); pass a YAML file") from err
+        raise ConfigError(
+            f"`config`={str(path)!r} cannot be read ({err}); pass a YAML file"
+        ) from err
     except yaml.YAMLError as err:
         raise ConfigError(f"`config`={str(path)!r} is not valid YAML ({err})") from err
     if raw is None:

@@ -22,7 +22,15 @@ from .polygonize import SalientPolygon
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("class", "class_id", "mean_activation", "max_activation", "mean_probability", "area_m2", "pixels")
+COLUMNS = (
+    "class",
+    "class_id",
+    "mean_activation",
+    "max_activation",
+    "mean_probability",
+    "area_m2",
+    "pixels",
+)
 
 
 def polygons_frame(polygons: Sequence[SalientPolygon], crs: CRS) -> gpd.GeoDataFrame:
@@ -72,7 +80,9 @@ def write_geojson(frame: gpd.GeoDataFrame, path: Path) -> None:
     """
     wgs84 = frame.to_crs(4326) if len(frame) else frame.set_crs(4326, allow_override=True)
     if len(wgs84):
-        wgs84 = wgs84.set_geometry(shapely.orient_polygons(wgs84.geometry.values, exterior_cw=False))
+        wgs84 = wgs84.set_geometry(
+            shapely.orient_polygons(wgs84.geometry.values, exterior_cw=False)
+        )
     wgs84.to_file(
         path,
         driver="GeoJSON",
@@ -85,6 +95,10 @@ def write_geojson(frame: gpd.GeoDataFrame, path: Path) -> None:
 def write_json(data: Mapping[str, Any], path: Path) -> None:
     """Write a JSON document (sorted keys, 2-space indent)."""
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _rgb01(colour: tuple[int, int, int]) -> tuple[float, float, float]:
+    return colour[0] / 255.0, colour[1] / 255.0, colour[2] / 255.0
 
 
 def write_preview(
@@ -133,7 +147,7 @@ def write_preview(
         ax.set_axis_off()
         present = set(np.unique(classes).tolist()) - {255}
         handles = [
-            Patch(facecolor=np.asarray(colours[i]) / 255.0, label=name)
+            Patch(facecolor=_rgb01(colours[i]), label=name)
             for i, name in enumerate(class_names)
             if i in present
         ]

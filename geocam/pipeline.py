@@ -32,7 +32,7 @@ from rasterio.windows import Window
 
 from .cam import Engine, make_engine
 from .config import SceneConfig, to_mapping
-from .errors import ConfigError, GeocamError, OutputError, SceneError
+from .errors import ConfigError, OutputError, SceneError
 from .export import polygons_frame, write_geojson, write_gpkg, write_json, write_preview
 from .model import GeocamModel, load_model
 from .polygonize import Piece, SalientPolygon, block_pieces, merge_pieces, salient_mask, sieve_mask
@@ -204,7 +204,12 @@ def iter_run_scene(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(engine_threads)
     engine = make_engine(
-        config.mode, loaded.net, config.batch_size, config.device, config.precision, card.input_scale
+        config.mode,
+        loaded.net,
+        config.batch_size,
+        config.device,
+        config.precision,
+        card.input_scale,
     )
     tmp, created = _prepare_out_dir(out_dir)
     try:
@@ -281,9 +286,13 @@ def _run(
     n_block_cols = -(-scene.width // block_px)
     n_blocks = n_block_rows * n_block_cols
     colours = class_colours(card.classes)
-    work_cam, work_prob, work_cls = tmp / "work_cam.tif", tmp / "work_prob.tif", tmp / "work_cls.tif"
+    work_cam, work_prob, work_cls = (
+        tmp / "work_cam.tif",
+        tmp / "work_prob.tif",
+        tmp / "work_cls.tif",
+    )
     work_heat = tmp / "work_heat.tif"
-    grid = dict(crs=scene.crs, transform=scene.transform, shape_rc=scene.shape_rc)
+    grid = {"crs": scene.crs, "transform": scene.transform, "shape_rc": scene.shape_rc}
     names = list(card.classes)
     colormap = {i: (*c, 255) for i, c in enumerate(colours)}
     colormap[NO_CLASS] = (0, 0, 0, 0)
@@ -397,7 +406,9 @@ def _run(
             heat_out.update_band_tags(
                 i + 1, CLASS=names[i], CAM_SCENE_MAX=f"{float(scene_max[i]):.6g}"
             )
-        blocks = iter_blocks(scene.height, scene.width, block_px, (), (), window_px, scene.transform)
+        blocks = iter_blocks(
+            scene.height, scene.width, block_px, (), (), window_px, scene.transform
+        )
         for b, block in enumerate(blocks):
             r0, c0 = int(block.window.row_off), int(block.window.col_off)
             h, w = int(block.window.height), int(block.window.width)
@@ -423,9 +434,7 @@ def _run(
     polygons: list[SalientPolygon] = []
     for c in range(n_classes):
         polygons.extend(
-            merge_pieces(
-                pieces[c], c, names[c], scene.crs, config.simplify_px * min(res_x, res_y)
-            )
+            merge_pieces(pieces[c], c, names[c], scene.crs, config.simplify_px * min(res_x, res_y))
         )
     del pieces
     t = timer.add("polygonize", t)
@@ -567,4 +576,3 @@ def iter_scene_inputs(paths: Sequence[Path]) -> Iterator[tuple[str, tuple[Path, 
     from .scene import group_inputs
 
     yield from group_inputs(paths)
-

@@ -137,7 +137,9 @@ def block_pieces(
         return []
     geoms = [
         shape(geom)
-        for geom, value in shapes(mask.astype(np.uint8), mask=mask, transform=transform, connectivity=4)
+        for geom, value in shapes(
+            mask.astype(np.uint8), mask=mask, transform=transform, connectivity=4
+        )
         if value == 1
     ]
     labels = rasterize(

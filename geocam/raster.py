@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -141,7 +141,7 @@ class TiledWriter:
         self._tags = tags
         self._dst: Any = None
 
-    def __enter__(self) -> TiledWriter:
+    def __enter__(self) -> Self:
         self._dst = rasterio.open(self.path, "w", **self._profile)
         try:
             if self._descriptions:
@@ -222,7 +222,9 @@ def write_cog(src_path: Path, dst_path: Path, profile: str, overviews: bool = Tr
     """
     options = {k: v for k, v in PROFILES[profile].items() if k != "driver"}
     options["OVERVIEWS"] = "AUTO" if overviews else "NONE"
-    rasterio.shutil.copy(str(src_path), str(dst_path), driver=PROFILES[profile]["driver"], **options)
+    rasterio.shutil.copy(
+        str(src_path), str(dst_path), driver=PROFILES[profile]["driver"], **options
+    )
 
 
 def write_category_names(path: Path, names: Sequence[str], description: str = "class") -> Path:

@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from xml.etree import ElementTree
 
 import numpy as np
@@ -28,6 +28,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -190,7 +191,7 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "scene"
 
 
-def _open(path: Path) -> Any:
+def _open(path: Path) -> DatasetReader:
     try:
         return rasterio.open(path)
     except (RasterioIOError, RasterioError) as err:
@@ -200,7 +201,7 @@ def _open(path: Path) -> Any:
         ) from err
 
 
-def _check_georeferencing(path: Path, src: Any) -> None:
+def _check_georeferencing(path: Path, src: DatasetReader) -> None:
     if src.crs is None:
         raise SceneError(
             f"`scene`={str(path)!r} has no CRS; assign one first (e.g. gdal_edit.py -a_srs "
@@ -255,18 +256,18 @@ def open_scene(paths: Sequence[Path], name: str | None = None, nodata: float | N
         with _open(path) as src:
             _check_georeferencing(path, src)
             infos.append(
-                dict(
-                    path=path,
-                    crs=src.crs,
-                    transform=src.transform,
-                    shape=(src.height, src.width),
-                    count=src.count,
-                    descriptions=src.descriptions,
-                    nodata=src.nodata,
-                    dtype=src.dtypes[0],
-                    tags={**src.tags(), **{f"{k}": v for k, v in src.tags(ns="IMAGERY").items()}},
-                    res=abs(src.transform.a),
-                )
+                {
+                    "path": path,
+                    "crs": src.crs,
+                    "transform": src.transform,
+                    "shape": (src.height, src.width),
+                    "count": src.count,
+                    "descriptions": src.descriptions,
+                    "nodata": src.nodata,
+                    "dtype": src.dtypes[0],
+                    "tags": src.tags(),
+                    "res": abs(src.transform.a),
+                }
             )
     ref = min(infos, key=lambda i: i["res"])
     for info in infos:
@@ -482,7 +483,7 @@ class SceneReader:
         self._stack = ExitStack()
         self._sources: dict[Path, Any] = {}
 
-    def __enter__(self) -> SceneReader:
+    def __enter__(self) -> Self:
         scene = self.scene
         try:
             for pos in self.band_indexes:
@@ -550,7 +551,9 @@ class SceneReader:
         for k, pos in enumerate(self.band_indexes):
             band = self.scene.bands[pos]
             src = self._sources[band.path]
-            data = src.read(band.index, window=inner, out_shape=shape, resampling=Resampling.nearest)
+            data = src.read(
+                band.index, window=inner, out_shape=shape, resampling=Resampling.nearest
+            )
             dn[k][dst] = data
         valid[dst] = True
         if self.scene.nodata is not None:

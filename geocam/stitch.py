@@ -215,9 +215,9 @@ def running_max(
         cam: ``(classes, rows, cols)`` raw blended CAM (NaN where not covered).
     """
     flat = cam.reshape(cam.shape[0], -1)
-    with np.errstate(invalid="ignore"):
-        block = np.nanmax(np.where(np.isnan(flat), -np.inf, flat), axis=1, initial=0.0)
-    return np.maximum(current, np.maximum(block, 0.0)).astype(np.float32)
+    block = np.max(np.where(np.isnan(flat), 0.0, flat), axis=1, initial=0.0)
+    out: npt.NDArray[np.float32] = np.maximum(current, block).astype(np.float32)
+    return out
 
 
 def normalise(

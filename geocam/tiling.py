@@ -174,7 +174,7 @@ def grid_tiles(
     width: int,
     size_px: int,
     stride_px: int,
-    transform: Affine = Affine.identity(),
+    transform: Affine | None = None,
     grid: Grid = "torchgeo",
 ) -> list[Tile]:
     """Cover a raster grid with square windows.
@@ -184,7 +184,7 @@ def grid_tiles(
         width: raster columns.
         size_px: tile edge in pixels.
         stride_px: step between tile origins in pixels; must be <= size_px.
-        transform: the scene's affine transform (pixel to map coordinates).
+        transform: the scene's affine transform (pixel to map coordinates); None: identity.
         grid: ``"torchgeo"`` (GriddedPatchSampler) or ``"inward"`` layout.
 
     Returns:
@@ -194,6 +194,7 @@ def grid_tiles(
         TilingError: see :func:`check_grid`.
     """
     rows, cols = grid_offsets(height, width, size_px, stride_px, grid)
+    transform = transform if transform is not None else Affine.identity()
     return [make_tile(r, c, size_px, transform) for r in rows for c in cols]
 
 

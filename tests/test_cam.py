@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from geocam.cam import Engine, ExactEngine, cam_head, make_engine, resolve_precision
+from geocam.errors import ConfigError, ModelFormatError
+
+
+def test_tiny_resnet_is_tiny(tiny_resnet: nn.Module) -> None:
+    assert 1_000 < sum(p.numel() for p in tiny_resnet.parameters()) < 50_000
+
+
+def test_exact_engine_matches_forward(tiny_resnet: nn.Module) -> None:
+    engine = ExactEngine(tiny_resnet, batch_size=3, precision="fp32")
+    assert isinstance(engine, Engine)
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(3, 100, 140)).astype(np.float32)
+    origins = [(0, 0), (10, 20), (36, 76), (5, 5), (20, 40)]
+    batches = list(engine.score(image, origins, 64))
+    assert [len(b.probs) for b in batches] == [3, 2]
+    logits = np.concatenate([b.logits for b in batches])
+    probs = np.concatenate([b.probs for b in batches])
+    cams = np.concatenate([b.cams for b in batches])
+    assert cams.shape == (5, 10, 2, 2) and cams.dtype == np.float32
+    x = torch.stack([torch.from_numpy(image[:, r : r + 64, c : c + 64]) for r, c in origins])
+    with torch.no_grad():
+        ref = tiny_resnet(x).numpy()
+    np.testing.assert_allclose(logits, ref, atol=1e-4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    # GAP + linear: the logit is the CAM's spatial mean plus the bias
+    np.testing.assert_allclose(cams.mean(axis=(2, 3)) + engine.bias, logits, atol=1e-4)
+    assert not tiny_resnet._forward_hooks and not any(
+        m._forward_hooks for m in tiny_resnet.modules()
+    )
+    assert not tiny_resnet.training
+
+
+def test_input_scale_resizes(tiny_resnet: nn.Module) -> None:
+    engine = ExactEngine(tiny_resnet, precision="fp32", input_scale=2.0)
+    out = next(engine.score(np.zeros((3, 64, 64), np.float32), [(0, 0)], 64))
+    assert out.cams.shape == (1, 10, 4, 4)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN")
+def test_bf16_close_to_fp32(tiny_resnet: nn.Module) -> None:
+    try:
+        bf16 = ExactEngine(tiny_resnet, precision="bf16")
+    except ConfigError:
+        pytest.skip("bf16 not supported on this CPU")
+    fp32 = ExactEngine(tiny_resnet, precision="fp32")
+    image = np.random.default_rng(1).normal(size=(3, 64, 64)).astype(np.float32)
+    a = next(bf16.score(image, [(0, 0)], 64))
+    b = next(fp32.score(image, [(0, 0)], 64))
+    np.testing.assert_allclose(a.probs, b.probs, atol=0.05)
+
+
+def test_resolve_precision() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("auto", cpu) in ("fp32", "bf16")
+
+
+def test_cam_head_rejects_non_gap_linear_models() -> None:
+    with pytest.raises(ModelFormatError, match="average pool \\+ linear head"):
+        cam_head(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()))
+
+
+def test_make_engine_rejects_unknown_mode_and_device(tiny_resnet: nn.Module) -> None:
+    with pytest.raises(ConfigError, match="`mode`='dense' is not available yet"):
+        make_engine("dense", tiny_resnet, 8, "cpu", "fp32", 1.0)
+    with pytest.raises(ConfigError, match="`device`="):
+        make_engine("exact", tiny_resnet, 8, "nonsense", "fp32", 1.0)

@@ -1,0 +1,313 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner
+from conftest import HAVEL, REAL_MODEL, SAMPLE, synthetic_s2, write_raster
+
+from geocam import SceneConfig, run_scene
+from geocam.cli import main
+from geocam.errors import SceneError, TilingError
+
+OUTPUTS = {
+    "cam.tif",
+    "classes.tif",
+    "classes.tif.aux.xml",
+    "salient.gpkg",
+    "salient.geojson",
+    "preview.png",
+    "run.json",
+}
+
+
+def files_in(folder: Path) -> set[str]:
+    return {p.name for p in folder.rglob("*")} if folder.exists() else set()
+
+
+def check_outputs(out: Path, scene_path: Path, classes: tuple[str, ...] | None = None) -> None:
+    assert files_in(out) == OUTPUTS  # nothing else (no temporary files) left behind
+    with rasterio.open(scene_path) as src:
+        crs, transform, shape, bounds = src.crs, src.transform, src.shape, src.bounds
+    for name in ("cam.tif", "classes.tif"):
+        with rasterio.open(out / name) as r:
+            assert r.crs == crs and r.transform.almost_equals(transform) and r.shape == shape
+            assert r.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    with rasterio.open(out / "cam.tif") as r:
+        assert r.dtypes[0] == "float32" and np.isnan(r.nodata)
+        if classes:
+            assert r.descriptions == classes
+        heat = r.read()
+        assert np.nanmax(heat) <= 1.0 + 1e-6 and np.nanmin(heat) >= 0.0
+    with rasterio.open(out / "classes.tif") as r:
+        assert r.dtypes[0] == "uint8" and r.nodata == 255
+        assert r.colormap(1)[0][3] == 255
+        assert "CLASS_NAMES" in r.tags()
+    gpkg = gpd.read_file(out / "salient.gpkg")
+    assert gpkg.crs == crs or gpkg.crs.equals(crs.to_wkt())
+    assert gpkg.geometry.is_valid.all()
+    if len(gpkg):
+        minx, miny, maxx, maxy = gpkg.total_bounds
+        assert bounds.left - 1e-6 <= minx and maxx <= bounds.right + 1e-6
+        assert bounds.bottom - 1e-6 <= miny and maxy <= bounds.top + 1e-6
+        assert (gpkg["area_m2"] > 0).all()
+        assert set(gpkg.columns) >= {
+            "class",
+            "mean_activation",
+            "max_activation",
+            "mean_probability",
+            "area_m2",
+        }
+    gj = json.loads((out / "salient.geojson").read_text())
+    assert "crs" not in gj  # RFC 7946: implicit WGS84
+    from rasterio.warp import transform_bounds
+
+    west, south, east, north = transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=51)
+    for feature in gj["features"]:
+        ring = np.asarray(feature["geometry"]["coordinates"][0])
+        assert ((ring[:, 0] >= west - 1e-6) & (ring[:, 0] <= east + 1e-6)).all()
+        assert ((ring[:, 1] >= south - 1e-6) & (ring[:, 1] <= north + 1e-6)).all()
+        x, y = ring[:, 0], ring[:, 1]
+        assert np.sum(x[:-1] * y[1:] - x[1:] * y[:-1]) > 0  # counter-clockwise exterior
+
+
+def test_run_scene_end_to_end(s2_scene: Path, tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    config = SceneConfig(stride_px=16, sieve_px=4, threads=1)
+    result = run_scene(s2_scene, tiny_model, out, config)
+    assert result.windows == 15 and result.windows_skipped == 0
+    check_outputs(
+        out, s2_scene, classes=tuple(json.loads((out / "run.json").read_text())["model"]["classes"])
+    )
+    run = json.loads((out / "run.json").read_text())
+    assert run["windows"]["scored"] == 15 and run["parameters"]["stride_px"] == 16
+    assert run["model"]["sha256"] and run["versions"]["torch"]
+    assert run["scene"]["bands_used"]["B04"]["scene_band"] == 4
+    assert {"model", "stitch", "read"} <= set(run["timings_s"])
+
+
+def test_blocks_do_not_change_the_result(s2_scene: Path, tiny_model: Path, tmp_path: Path) -> None:
+    cams = []
+    for block in (64, 512):
+        out = tmp_path / f"b{block}"
+        run_scene(
+            s2_scene, tiny_model, out, SceneConfig(stride_px=16, block_px=block, preview=False)
+        )
+        with rasterio.open(out / "cam.tif") as r:
+            cams.append(r.read())
+        with rasterio.open(out / "classes.tif") as r:
+            cams.append(r.read().astype(np.float32))
+    np.testing.assert_allclose(cams[0], cams[2], atol=1e-6)
+    np.testing.assert_array_equal(cams[1], cams[3])
+
+
+def test_nodata_area_and_skipped_windows(
+    make_scene: Callable[..., Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    data = synthetic_s2((96, 128))
+    data[:, :, :64] = 0
+    scene = make_scene("nd.tif", data=data, nodata=0)
+    result = run_scene(scene, tiny_model, tmp_path / "o", SceneConfig(stride_px=32, preview=False))
+    assert result.windows_skipped == 2 and result.windows == 4
+    with rasterio.open(tmp_path / "o/cam.tif") as r:
+        heat = r.read(1)
+    with rasterio.open(tmp_path / "o/classes.tif") as r:
+        cls = r.read(1)
+    assert np.isnan(heat[:, :64]).all() and (cls[:, :64] == 255).all()
+    assert not np.isnan(heat[:, 64:]).any() and (cls[:, 64:] != 255).all()
+
+
+def test_geographic_crs(make_scene: Callable[..., Path], tiny_model: Path, tmp_path: Path) -> None:
+    res = 0.0001  # ~7 x 11 m at 52.5 N
+    scene = make_scene("geo.tif", crs="EPSG:4326", transform=Affine(res, 0, 12.6, 0, -res, 52.5))
+    out = tmp_path / "geo"
+    run_scene(scene, tiny_model, out, SceneConfig(stride_px=16, sieve_px=4, threshold=0.2))
+    check_outputs(out, scene)
+    gpkg = gpd.read_file(out / "salient.gpkg")
+    assert len(gpkg)
+    utm = gpkg.to_crs(32633)
+    np.testing.assert_allclose(gpkg["area_m2"], utm.area, rtol=5e-3)
+
+
+def test_reflectance_scale_gives_same_result(
+    make_scene: Callable[..., Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    data = synthetic_s2((96, 128))
+    a = make_scene("a.tif", data=data)
+    b = make_scene("b.tif", data=(data // 10).astype(np.uint16) * 1)
+    run_scene(a, tiny_model, tmp_path / "a", SceneConfig(preview=False, reflectance_scale=10000))
+    run_scene(b, tiny_model, tmp_path / "b", SceneConfig(preview=False, reflectance_scale=1000))
+    with (
+        rasterio.open(tmp_path / "a/classes.tif") as ra,
+        rasterio.open(tmp_path / "b/classes.tif") as rb,
+    ):
+        assert (ra.read() == rb.read()).mean() > 0.95  # equal up to the rounding of DN / 10
+
+
+def test_all_nodata_scene_raises_and_leaves_nothing(
+    make_scene: Callable[..., Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    scene = make_scene("zero.tif", data=np.zeros((13, 96, 128), np.uint16), nodata=0)
+    out = tmp_path / "o"
+    with pytest.raises(SceneError, match="all nodata"):
+        run_scene(scene, tiny_model, out)
+    assert not out.exists()
+
+
+def test_scene_smaller_than_window(
+    make_scene: Callable[..., Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    scene = make_scene("small.tif", shape_rc=(40, 128))
+    with pytest.raises(TilingError, match="smaller than one window"):
+        run_scene(scene, tiny_model, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+# ---- CLI -----------------------------------------------------------------------------------
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["run", *args])
+    return result.exit_code, result.output
+
+
+def test_cli_run(s2_scene: Path, tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    code, output = run_cli(str(s2_scene), "--model", str(tiny_model), "--out", str(out), "--stride-px", "32",
+                           "--bands", "B04=4,B03=3,B02=2", "--threads", "1", "--precision", "fp32", "-q")  # fmt: skip
+    assert code == 0, output
+    assert f"Outputs in {out}/" in output
+    check_outputs(out, s2_scene)
+    run = json.loads((out / "run.json").read_text())
+    assert run["scene"]["band_match"] == "--bands" and run["parameters"]["precision"] == "fp32"
+
+
+def test_cli_config_file_and_several_scenes(
+    s2_scene: Path, make_scene: Callable[..., Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    other = make_scene("other.tif", seed=1)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("stride_px: 64\npreview: false\n")
+    out = tmp_path / "multi"
+    code, output = run_cli(
+        str(s2_scene),
+        str(other),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--config",
+        str(cfg),
+        "-q",
+    )
+    assert code == 0, output
+    assert (out / "scene/cam.tif").exists() and (out / "other/cam.tif").exists()
+    assert not (out / "scene/preview.png").exists()
+
+
+def bad_inputs(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[list[str], str]]:
+    good = write_raster(tmp_path / "good.tif", synthetic_s2((96, 128)))
+    text = tmp_path / "text.tif"
+    text.write_text("not a raster")
+    nocrs = write_raster(tmp_path / "nocrs.tif", synthetic_s2((96, 128)), crs=None)
+    rotated = write_raster(
+        tmp_path / "rot.tif", synthetic_s2((96, 128)), transform=Affine(10, 1, 0, 1, -10, 0)
+    )
+    small = write_raster(tmp_path / "small.tif", synthetic_s2((32, 32)))
+    nob4 = write_raster(
+        tmp_path / "nob4.tif", synthetic_s2((96, 128))[:3], descriptions=("B01", "B02", "B03")
+    )
+    empty = write_raster(tmp_path / "empty.tif", np.zeros((13, 96, 128), np.uint16), nodata=0)
+    not_model = tmp_path / "model.safetensors"
+    not_model.write_bytes(b"\x00" * 64)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the output folder should go")
+    model = ["--model", str(tiny_model)]
+    return {
+        "not a raster": ([str(text), *model], "not a raster"),
+        "no crs": ([str(nocrs), *model], "no CRS"),
+        "rotated": ([str(rotated), *model], "rotated or sheared"),
+        "smaller than window": ([str(small), *model], "smaller than one window"),
+        "missing band": ([str(nob4), *model], "lacks band"),
+        "bad --bands index": ([str(good), *model, "--bands", "B04=20,B03=3,B02=2"], "out of range"),
+        "all nodata": ([str(empty), *model], "all nodata"),
+        "not a geocam model": ([str(good), "--model", str(not_model)], "not a safetensors"),
+        "missing model": (
+            [str(good), "--model", str(tmp_path / "nope.safetensors")],
+            "does not exist",
+        ),
+        "output not writable": (
+            [str(good), *model, "--out", str(blocker / "out")],
+            "cannot be written",
+        ),
+        "stride > window": ([str(good), *model, "--stride-px", "65"], "exceeds `window_px`"),
+    }
+
+
+CASES = ["not a raster", "no crs", "rotated", "smaller than window", "missing band", "bad --bands index",
+         "all nodata", "not a geocam model", "missing model", "output not writable", "stride > window"]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_cli_bad_input_exits_2_and_writes_nothing(
+    case: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    args, message = bad_inputs(tmp_path, tiny_model)[case]
+    out = tmp_path / "out"
+    if "--out" not in args:
+        args = [*args, "--out", str(out)]
+    code, output = run_cli(*args, "-q")
+    assert code == 2, output
+    lines = [line for line in output.splitlines() if line.startswith("geocam: error:")]
+    assert len(lines) == 1 and message in lines[0], output
+    assert not out.exists() or files_in(out) == set()
+
+
+# ---- the real model on real data -----------------------------------------------------------
+
+needs_real_model = pytest.mark.skipif(
+    not REAL_MODEL.exists(), reason=f"bundled model {REAL_MODEL.name} not in data/models yet"
+)
+
+
+def class_at(out: Path, names: list[str], rc: tuple[int, int], radius: int = 6) -> str:
+    with rasterio.open(out / "classes.tif") as r:
+        cls = r.read(1)
+    r0, c0 = rc
+    patch = cls[r0 - radius : r0 + radius, c0 - radius : c0 + radius]
+    return names[int(np.bincount(patch.ravel(), minlength=256)[:255].argmax())]
+
+
+@needs_real_model
+def test_real_model_on_bundled_sample(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    code, output = run_cli(str(SAMPLE), "--model", str(REAL_MODEL), "--out", str(out), "-q")
+    assert code == 0, output
+    check_outputs(out, SAMPLE)
+    run = json.loads((out / "run.json").read_text())
+    names = run["model"]["classes"]
+    assert class_at(out, names, (150, 250)) == "SeaLake"  # the middle of the lake
+    gpkg = gpd.read_file(out / "salient.gpkg")
+    assert "SeaLake" in set(gpkg["class"])
+
+
+@pytest.mark.slow
+@needs_real_model
+@pytest.mark.skipif(not HAVEL.exists(), reason="../shared Havel scene not present")
+def test_real_model_on_full_havel(tmp_path: Path) -> None:
+    out = tmp_path / "havel"
+    code, output = run_cli(str(HAVEL), "--model", str(REAL_MODEL), "--out", str(out), "-q")
+    assert code == 0, output
+    check_outputs(out, HAVEL)
+    names = json.loads((out / "run.json").read_text())["model"]["classes"]
+    assert class_at(out, names, (300, 1200)) == "SeaLake"  # the big lake
+    assert class_at(out, names, (420, 820)) in ("SeaLake", "River")  # the lake chain near the river
+    assert class_at(out, names, (420, 200)) == "Forest"  # the forest west
+    gpkg = gpd.read_file(out / "salient.gpkg")
+    assert {"SeaLake", "Forest"} <= set(gpkg["class"])

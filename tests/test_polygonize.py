@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+from pyproj import Transformer
+from rasterio.crs import CRS
+
+from geocam.polygonize import area_m2, block_pieces, merge_pieces, salient_mask, sieve_mask
+
+UTM = CRS.from_epsg(32633)
+T = Affine(10, 0, 330000, 0, -10, 5822040)
+
+
+def test_salient_mask_rule() -> None:
+    heat = np.array([[0.9, 0.9, 0.4, np.nan]], np.float32)
+    prob = np.array([[0.1, 0.8, 0.9, 0.9]], np.float32)
+    classes = np.array([[3, 1, 3, 255]], np.uint8)
+    assert salient_mask(heat, prob, classes, 3, 0.5, 0.5).tolist() == [[True, True, False, False]]
+
+
+def test_sieve_removes_specks_and_fills_holes() -> None:
+    mask = np.zeros((20, 20), bool)
+    mask[2:12, 2:12] = True
+    mask[5, 5] = False  # a 1-px hole
+    mask[17, 17] = True  # a 1-px speck
+    out = sieve_mask(mask, 4)
+    assert out[5, 5] and not out[17, 17] and out[2:12, 2:12].all()
+
+
+def test_block_pieces_stats() -> None:
+    mask = np.zeros((10, 10), bool)
+    mask[1:4, 1:5] = True
+    mask[7:9, 7:9] = True
+    heat = np.full((10, 10), 0.5, np.float32)
+    heat[1, 1] = 1.0
+    prob = np.full((10, 10), 0.7, np.float32)
+    pieces = sorted(block_pieces(mask, heat, prob, T), key=lambda p: -p.pixels)
+    assert [p.pixels for p in pieces] == [12, 4]
+    assert pieces[0].max_activation == 1.0
+    assert pieces[0].sum_activation == pytest.approx(11 * 0.5 + 1.0)
+    assert pieces[0].geometry.area == pytest.approx(12 * 100)
+    assert pieces[1].sum_probability == pytest.approx(4 * 0.7)
+
+
+def test_merge_across_block_seam() -> None:
+    mask = np.zeros((10, 20), bool)
+    mask[2:6, 4:16] = True  # crosses the seam at column 10
+    heat = np.ones((10, 20), np.float32)
+    prob = np.full((10, 20), 0.6, np.float32)
+    left = block_pieces(mask[:, :10], heat[:, :10], prob[:, :10], T)
+    right = block_pieces(mask[:, 10:], heat[:, 10:], prob[:, 10:], T @ Affine.translation(10, 0))
+    merged = merge_pieces(left + right, 8, "River", UTM, simplify_tolerance=10.0)
+    assert len(merged) == 1
+    (poly,) = merged
+    assert poly.pixels == 48 and poly.class_name == "River" and poly.class_id == 8
+    assert poly.mean_probability == pytest.approx(0.6) and poly.mean_activation == pytest.approx(
+        1.0
+    )
+    assert poly.area_m2 == pytest.approx(4800.0)
+    assert poly.geometry.is_valid
+
+
+def test_simplified_polygons_are_valid_and_disjoint() -> None:
+    rng = np.random.default_rng(3)
+    mask = sieve_mask(rng.random((60, 60)) > 0.45, 8)
+    heat = rng.random((60, 60)).astype(np.float32)
+    pieces = block_pieces(mask, heat, heat, T)
+    merged = merge_pieces(pieces, 0, "AnnualCrop", UTM, simplify_tolerance=10.0)
+    geoms = [m.geometry for m in merged]
+    assert all(g.is_valid for g in geoms)
+    union = shapely.union_all(geoms)
+    assert union.area == pytest.approx(sum(g.area for g in geoms), rel=1e-9)  # no overlaps
+    assert sum(m.pixels for m in merged) == int(mask.sum())
+
+
+def test_area_geographic_matches_utm() -> None:
+    square = shapely.box(400000, 5800000, 401000, 5801000)  # 1 km^2 in UTM 33N
+    to_wgs = Transformer.from_crs(32633, 4326, always_xy=True)
+    dense = shapely.segmentize(square, 10)
+    lonlat = shapely.transform(
+        dense, lambda xy: np.column_stack(to_wgs.transform(xy[:, 0], xy[:, 1]))
+    )
+    (utm_area,) = area_m2([square], UTM)
+    (geo_area,) = area_m2([lonlat], CRS.from_epsg(4326))
+    assert utm_area == pytest.approx(1e6)
+    # UTM areas carry the projection's scale error (k ~ 0.9997 here): within 0.2 %
+    assert geo_area == pytest.approx(1e6, rel=2e-3)
