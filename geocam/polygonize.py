@@ -200,10 +200,9 @@ def merge_pieces(
     if not pieces:
         return []
     geoms = np.array([p.geometry for p in pieces], dtype=object)
-    try:
-        merged = shapely.coverage_union_all(geoms)
-    except shapely.errors.GEOSException:
-        merged = shapely.union_all(geoms)
+    # Not coverage_union_all: pieces meeting at a block seam rarely share vertices there, which
+    # is an invalid coverage that GEOS's coverage union silently gets wrong.
+    merged = shapely.union_all(geoms)
     parts = _polygon_parts(merged)
     if not parts:
         return []

@@ -87,3 +87,23 @@ def test_area_geographic_matches_utm() -> None:
     assert utm_area == pytest.approx(1e6)
     # UTM areas carry the projection's scale error (k ~ 0.9997 here): within 0.2 %
     assert geo_area == pytest.approx(1e6, rel=2e-3)
+
+
+@pytest.mark.parametrize("block", [7, 16, 25])
+def test_blockwise_pieces_merge_like_whole_mask(block: int) -> None:
+    rng = np.random.default_rng(block)
+    mask = sieve_mask(rng.random((50, 60)) > 0.5, 6)
+    heat = rng.random((50, 60)).astype(np.float32)
+    whole = merge_pieces(block_pieces(mask, heat, heat, T), 0, "A", UTM, 0.0)
+    pieces = []
+    for r in range(0, 50, block):
+        for c in range(0, 60, block):
+            sub = (slice(r, r + block), slice(c, c + block))
+            pieces += block_pieces(mask[sub], heat[sub], heat[sub], T @ Affine.translation(c, r))
+    merged = merge_pieces(pieces, 0, "A", UTM, 0.0)
+    assert len(merged) == len(whole)
+    assert sorted(m.pixels for m in merged) == sorted(m.pixels for m in whole)
+    assert sum(m.area_m2 for m in merged) == pytest.approx(mask.sum() * 100)
+    assert sorted(round(m.mean_activation, 6) for m in merged) == sorted(
+        round(m.mean_activation, 6) for m in whole
+    )
