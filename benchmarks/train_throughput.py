@@ -48,19 +48,25 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} threads, "
-          f"torch {torch.__version__}, device {args.device}, CPU bf16 units: {cpu_supports_bf16()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {args.threads} threads, "
+        f"torch {torch.__version__}, device {args.device}, CPU bf16 units: {cpu_supports_bf16()}"
+    )
     print(f"batch {args.batch_size} x 3 x 64 x 64, {args.steps} timed steps after 2 warm-up")
     result = {}
     for name, bf16 in (("fp32", False), ("bf16", True)):
         times = time_steps(bf16, args.batch_size, args.steps, args.device)
         med = statistics.median(times)
         result[name] = args.batch_size / med
-        print(f"{name}: median {med:.3f} s/step  {result[name]:.1f} images/s  "
-              f"(min {min(times):.3f}, max {max(times):.3f})")
+        print(
+            f"{name}: median {med:.3f} s/step  {result[name]:.1f} images/s  "
+            f"(min {min(times):.3f}, max {max(times):.3f})"
+        )
     epoch_min = 18900 / result["bf16"] / 60
-    print(f"bf16 / fp32 throughput ratio: {result['bf16'] / result['fp32']:.2f}x; "
-          f"one 18,900-image epoch at bf16 speed: {epoch_min:.1f} min")
+    print(
+        f"bf16 / fp32 throughput ratio: {result['bf16'] / result['fp32']:.2f}x; "
+        f"one 18,900-image epoch at bf16 speed: {epoch_min:.1f} min"
+    )
 
 
 if __name__ == "__main__":

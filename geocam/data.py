@@ -15,6 +15,7 @@ reaches the device, as in TorchGeo's datamodules.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,8 @@ class EuroSATRGB(NonGeoClassificationDataset):
             )
         keep = read_split(split_file) if split_file is not None else None
 
-        def is_valid(p: str) -> bool:
+        def is_valid(p: str | os.PathLike[str]) -> bool:
+            p = str(p)
             return p.lower().endswith((".jpg", ".jpeg", ".png")) and (
                 keep is None or Path(p).stem in keep
             )

@@ -86,7 +86,7 @@ def classification_report(
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros(n), where=denom > 0)
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "overall_accuracy": round(float(tp.sum() / max(1, len(y_true))), 5),
         "macro_f1": round(float(f1.mean()), 5),
         "per_class": {
@@ -143,7 +143,9 @@ def plot_confusion(report: dict[str, Any], path: Path) -> None:
         for j in range(len(classes)):
             if conf[i, j]:
                 color = "white" if rows[i, j] > 0.5 else "black"
-                ax.text(j, i, int(conf[i, j]), ha="center", va="center", fontsize=7, color=color)
+                ax.text(
+                    j, i, str(int(conf[i, j])), ha="center", va="center", fontsize=7, color=color
+                )
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(classes)), classes, fontsize=8)
     ax.set_xlabel("predicted")

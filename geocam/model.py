@@ -245,9 +245,11 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> GeocamModel:
     card, _ = _read_header(path)
     net = build_net(card.architecture, len(card.bands), len(card.classes))
     with safe_open(str(path), framework="pt") as f:
-        state = {k: f.get_tensor(k) for k in f.keys()}
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open handle
     try:
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        net.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        )
     except RuntimeError as err:
         raise ModelFormatError(
             f"`model`={str(path)!r}: weights do not fit a {card.architecture} with "
@@ -315,9 +317,14 @@ def resolve_init_weights(spec: str | None, download: bool) -> dict[str, torch.Te
     if local.is_file():
         if local.suffix == ".safetensors":
             with safe_open(str(local), framework="pt") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}
-        loaded: dict[str, torch.Tensor] = torch.load(local, map_location="cpu", weights_only=True)
-        return loaded.get("state_dict", loaded) if isinstance(loaded, dict) else loaded
+                return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open handle
+        loaded = torch.load(local, map_location="cpu", weights_only=True)
+        if not isinstance(loaded, dict):
+            raise WeightsNotFoundError(
+                f"`init`={spec!r} holds no state dict; save one with torch.save"
+            )
+        inner = loaded.get("state_dict", loaded)
+        return {str(k): v for k, v in inner.items() if isinstance(v, torch.Tensor)}
     from torchgeo.models import get_weight  # heavy import, only when a torchgeo weight is named
 
     try:
@@ -354,7 +361,9 @@ def load_init_weights(net: nn.Module, state: Mapping[str, torch.Tensor]) -> list
     return sorted(set(own) - set(picked))
 
 
-def normalisation_for(bands: Sequence[str], rgb8: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def normalisation_for(
+    bands: Sequence[str], rgb8: bool
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-band (mean, std) in rendered units for EuroSAT inputs.
 
     Args:

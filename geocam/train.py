@@ -88,7 +88,8 @@ class EuroSATClassification(Classification):
 
     def configure_optimizers(self) -> Any:  # noqa: ANN401 - Lightning's union type
         """AdamW with linear warm-up then cosine decay to zero, stepped per batch."""
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for name, p in self.named_parameters():
             (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
         optimizer = torch.optim.AdamW(
@@ -104,12 +105,15 @@ class EuroSATClassification(Classification):
 
         def factor(step: int) -> float:
             if step < warmup:
-                return (step + 1) / (warmup + 1)
+                return float((step + 1) / (warmup + 1))
             progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+            return float(0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +174,7 @@ def lightning_precision(precision: str, accelerator: str) -> str:
 class _SubsetDataModule(EuroSATDataModule):
     """Datamodule keeping a seeded random ``limit`` images of each split (quick runs)."""
 
-    def __init__(self, spec: DataSpec, limit: int, seed: int, **kwargs: Any) -> None:
+    def __init__(self, spec: DataSpec, limit: int, seed: int, **kwargs: int) -> None:
         super().__init__(spec, **kwargs)
         self.limit = limit
         self.seed = seed
@@ -202,9 +206,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     ckpt_dir = cfg.out_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if cfg.resume and not last.is_file():
-        raise ConfigError(f"`resume` asked but {str(last)!r} does not exist; train without --resume")
+        raise ConfigError(
+            f"`resume` asked but {str(last)!r} does not exist; train without --resume"
+        )
 
-    dm_kwargs: dict[str, Any] = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers}
+    dm_kwargs: dict[str, int] = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers}
     datamodule: EuroSATDataModule
     if cfg.limit_images:
         datamodule = _SubsetDataModule(cfg.data, cfg.limit_images, cfg.seed, **dm_kwargs)

@@ -32,7 +32,12 @@ class _StubLoader(importlib.abc.Loader):
 
 
 class _StubFinder(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):  # type: ignore[no-untyped-def]
+    def find_spec(
+        self,
+        name: str,
+        path: object = None,
+        target: object = None,
+    ) -> importlib.machinery.ModuleSpec | None:
         if name.split(".")[0] in STUBBED:
             return importlib.machinery.ModuleSpec(name, _StubLoader(), is_package=True)
         return None

@@ -18,7 +18,7 @@ from geocam.data import (
     rgb_spec,
 )
 from geocam.errors import DatasetError
-from geocam.model import EUROSAT_CLASSES, EUROSAT_MS_BANDS
+from geocam.model import EUROSAT_CLASSES
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -47,8 +47,15 @@ def write_ms_root(root: Path, per_class: int = 2, seed: int = 0) -> None:
             name = f"{c}_{i + 1}.tif"
             data = rng.integers(0, 4000, (13, 64, 64), dtype=np.uint16)
             with rasterio.open(
-                base / c / name, "w", driver="GTiff", width=64, height=64, count=13,
-                dtype="uint16", crs="EPSG:32633", transform=from_origin(500000, 5800000, 10, 10),
+                base / c / name,
+                "w",
+                driver="GTiff",
+                width=64,
+                height=64,
+                count=13,
+                dtype="uint16",
+                crs="EPSG:32633",
+                transform=from_origin(500000, 5800000, 10, 10),
             ) as dst:
                 dst.write(data)
             names.append(name)
@@ -167,8 +174,9 @@ def test_real_eurosat_ms_tiles_through_torchgeo(tmp_path):
     assert 500 < float(sample["image"][1].mean()) < 5000
 
 
-@pytest.mark.skipif(not (SHARED / "eurosat-rgb").is_dir(), reason="../shared/data/eurosat-rgb absent")
+@pytest.mark.skipif(
+    not (SHARED / "eurosat-rgb").is_dir(), reason="../shared/data/eurosat-rgb absent"
+)
 def test_real_rgb_split_sizes():
     spec = rgb_spec(SHARED / "eurosat-rgb", SHARED / "eurosat-splits" / "kaggle-apollo2506")
     assert len(make_dataset(spec, "test")) == 2700
-

@@ -84,7 +84,11 @@ def test_missing_field_is_named(tmp_path):
     path = tmp_path / "partial.safetensors"
     meta = json.loads(_card().to_json())
     del meta["rendering"]
-    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": "geocam.model/1", "geocam": json.dumps(meta)})
+    save_file(
+        {"w": torch.zeros(2)},
+        str(path),
+        metadata={"format": "geocam.model/1", "geocam": json.dumps(meta)},
+    )
     with pytest.raises(ModelFormatError, match="lacks rendering"):
         load_model(path)
 
@@ -118,7 +122,9 @@ def test_imagenet_weights_come_from_the_hub_cache_offline(tmp_path, monkeypatch)
     # conv1 adapted from 3 to 13 bands: the mean RGB filter, scaled by 3/13
     expected = reference["conv1.weight"].mean(1, keepdim=True).repeat(1, 13, 1, 1) * 3 / 13
     assert torch.allclose(net.state_dict()["conv1.weight"], expected)
-    assert torch.equal(net.state_dict()["layer1.0.conv1.weight"], reference["layer1.0.conv1.weight"])
+    assert torch.equal(
+        net.state_dict()["layer1.0.conv1.weight"], reference["layer1.0.conv1.weight"]
+    )
 
 
 def test_uncached_weights_without_download_name_the_file_to_fetch(tmp_path):

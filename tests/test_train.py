@@ -31,8 +31,18 @@ def test_train_resume_and_evaluate_rgb(tmp_path, tiny_config):
     for name in ("train", "validation", "test"):
         (splits / f"{name}.txt").write_text("\n".join(names))
     out = tmp_path / "run"
-    common = ["--config", str(tiny_config), "--root", str(tmp_path / "rgb"),
-              "--split-dir", str(splits), "--out", str(out), "--precision", "fp32"]
+    common = [
+        "--config",
+        str(tiny_config),
+        "--root",
+        str(tmp_path / "rgb"),
+        "--split-dir",
+        str(splits),
+        "--out",
+        str(out),
+        "--precision",
+        "fp32",
+    ]
     _train([*common, "--epochs", "1"])
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert (out / "train.log").is_file()
@@ -53,8 +63,18 @@ def test_train_resume_and_evaluate_rgb(tmp_path, tiny_config):
 
     result = CliRunner().invoke(
         main,
-        ["evaluate", str(out / "model.safetensors"), "--root", str(tmp_path / "rgb"),
-         "--split-file", str(splits / "test.txt"), "--out", str(tmp_path / "eval"), "--threads", "1"],
+        [
+            "evaluate",
+            str(out / "model.safetensors"),
+            "--root",
+            str(tmp_path / "rgb"),
+            "--split-file",
+            str(splits / "test.txt"),
+            "--out",
+            str(tmp_path / "eval"),
+            "--threads",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
@@ -67,8 +87,16 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, tiny_config):
     write_rgb_tree(tmp_path / "rgb", per_class=1)
     result = CliRunner().invoke(
         main,
-        ["train", "--config", str(tiny_config), "--root", str(tmp_path / "rgb"),
-         "--out", str(tmp_path / "run"), "--resume"],
+        [
+            "train",
+            "--config",
+            str(tiny_config),
+            "--root",
+            str(tmp_path / "rgb"),
+            "--out",
+            str(tmp_path / "run"),
+            "--resume",
+        ],
     )
     assert result.exit_code == 2
     assert "last.ckpt" in result.output and "without --resume" in result.output
@@ -86,8 +114,24 @@ def test_evaluate_refuses_a_non_geocam_model(tmp_path):
 def test_train_ms_band_subset(tmp_path, tiny_config):
     write_ms_root(tmp_path / "ms", per_class=1)
     out = tmp_path / "run"
-    _train(["--config", str(tiny_config), "--data", "ms", "--root", str(tmp_path / "ms"),
-            "--bands", "B04,B03,B02,B08", "--epochs", "1", "--out", str(out), "--precision", "fp32"])
+    _train(
+        [
+            "--config",
+            str(tiny_config),
+            "--data",
+            "ms",
+            "--root",
+            str(tmp_path / "ms"),
+            "--bands",
+            "B04,B03,B02,B08",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--precision",
+            "fp32",
+        ]
+    )
     card = load_model(out / "model.safetensors").card
     assert card.bands == ("B04", "B03", "B02", "B08")
     assert card.rendering.scale == 1.0
@@ -98,7 +142,21 @@ def test_train_ms_band_subset(tmp_path, tiny_config):
 def test_train_on_real_eurosat_ms_tiles(tmp_path, tiny_config):
     build_real_ms_root(tmp_path / "ms")
     out = tmp_path / "run"
-    _train(["--config", str(tiny_config), "--data", "ms", "--root", str(tmp_path / "ms"),
-            "--epochs", "1", "--limit-images", "40", "--out", str(out)])
+    _train(
+        [
+            "--config",
+            str(tiny_config),
+            "--data",
+            "ms",
+            "--root",
+            str(tmp_path / "ms"),
+            "--epochs",
+            "1",
+            "--limit-images",
+            "40",
+            "--out",
+            str(out),
+        ]
+    )
     card = load_model(out / "model.safetensors").card
     assert len(card.bands) == 13 and card.metrics["n"] == 40
