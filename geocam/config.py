@@ -169,7 +169,7 @@ class SceneConfig:
     preview_px: int = 1600
     overviews: bool = True
     gdal_env: Mapping[str, Any] = field(
-        default_factory=lambda: {"GDAL_NUM_THREADS": "1", "GDAL_CACHEMAX": 256}
+        default_factory=lambda: {"GDAL_NUM_THREADS": "1", "GDAL_CACHEMAX": 64}
     )
 
     def __post_init__(self) -> None:

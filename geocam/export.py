@@ -162,7 +162,6 @@ def write_preview(
                 title="winning class (opacity = scene-normalised CAM)",
                 title_fontsize=8,
             )
-        fig.tight_layout()
-        fig.savefig(path, format="png")
+        fig.savefig(path, format="png", bbox_inches="tight", pad_inches=0.15)
     finally:
         plt.close(fig)
