@@ -39,8 +39,9 @@ from .polygonize import Piece, SalientPolygon, block_pieces, merge_pieces, salie
 from .raster import (
     TiledWriter,
     class_colours,
-    read_decimated,
+    read_subsampled,
     read_window,
+    subsample_windows,
     write_category_names,
     write_cog,
 )
@@ -539,8 +540,10 @@ def _preview(
     tmp: Path,
     colours: Sequence[tuple[int, int, int]],
 ) -> None:
-    scale = min(1.0, config.preview_px / max(scene.height, scene.width))
-    shape_rc = (max(1, round(scene.height * scale)), max(1, round(scene.width * scale)))
+    step = 1
+    while max(scene.height, scene.width) / step > config.preview_px:
+        step *= 2
+    shape_rc = (-(-scene.height // step), -(-scene.width // step))
     names = list(scene.band_names)
     if all(b in names for b in ("B04", "B03", "B02")):
         idx = [names.index(b) for b in ("B04", "B03", "B02")]
@@ -548,14 +551,21 @@ def _preview(
     else:
         idx = list(bands.indexes[:3]) if len(bands.indexes) >= 3 else [bands.indexes[0]] * 3
         s2 = tuple(model.card.bands[:3]) == ("B04", "B03", "B02")
+    dn = np.zeros((3, *shape_rc), dtype=np.float32)
+    valid = np.zeros(shape_rc, dtype=bool)
     with SceneReader(scene, idx) as reader:
-        dn, valid = reader.read(Window(0, 0, scene.width, scene.height), out_shape_rc=shape_rc)
+        for win in subsample_windows(scene.shape_rc, step):
+            r, c = int(win.row_off) // step, int(win.col_off) // step
+            block_dn, block_valid = reader.read(win)
+            sub_dn = block_dn[:, ::step, ::step]
+            dn[:, r : r + sub_dn.shape[1], c : c + sub_dn.shape[2]] = sub_dn
+            valid[r : r + sub_dn.shape[1], c : c + sub_dn.shape[2]] = block_valid[::step, ::step]
     if s2:
         rgb = true_colour(dn, valid, scene.dn_offset, config.reflectance_scale)
     else:
         rgb = _stretch(dn, valid)
-    classes = read_decimated(tmp / OUTPUT_NAMES["classes"], shape_rc)[0]
-    heat_all = read_decimated(tmp / OUTPUT_NAMES["cam"], shape_rc)
+    classes = read_subsampled(tmp / OUTPUT_NAMES["classes"], step)[0]
+    heat_all = read_subsampled(tmp / OUTPUT_NAMES["cam"], step)
     pick = np.where(classes == NO_CLASS, 0, classes).astype(np.intp)
     heat = np.take_along_axis(heat_all, pick[None], axis=0)[0]
     heat[classes == NO_CLASS] = np.nan

@@ -20,7 +20,6 @@ import rasterio
 import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 log = logging.getLogger(__name__)
@@ -196,19 +195,41 @@ def read_window(path: Path, window: Window, boundless_fill: float = np.nan) -> n
         return out
 
 
-def read_decimated(
-    path: Path, out_shape_rc: tuple[int, int], resampling: Resampling = Resampling.nearest
-) -> npt.NDArray[Any]:
-    """Read a whole raster at a reduced size (uses overviews where present).
+def subsample_windows(shape_rc: tuple[int, int], step: int, block_px: int = 512) -> list[Window]:
+    """Windows tiling a grid, each starting at a multiple of ``step`` (for strided previews).
+
+    Args:
+        shape_rc: (rows, cols) of the grid.
+        step: subsampling step in pixels.
+        block_px: approximate window edge in pixels (rounded up to a multiple of ``step``).
+    """
+    edge = step * -(-block_px // step)
+    rows, cols = shape_rc
+    return [
+        Window(c, r, min(edge, cols - c), min(edge, rows - r))
+        for r in range(0, rows, edge)
+        for c in range(0, cols, edge)
+    ]
+
+
+def read_subsampled(path: Path, step: int) -> npt.NDArray[Any]:
+    """Every ``step``-th pixel of a raster, read block by block (memory bounded by one block).
+
+    Plain windowed reads: GDAL's resampled whole-raster reads of large multi-band float COGs
+    can be very slow, and this does not depend on overviews.
 
     Returns:
-        ``(bands, rows, cols)`` array.
+        ``(bands, ceil(rows / step), ceil(cols / step))`` array.
     """
     with rasterio.open(path) as src:
-        data: npt.NDArray[Any] = src.read(
-            out_shape=(src.count, *out_shape_rc), resampling=resampling
+        out = np.zeros(
+            (src.count, -(-src.height // step), -(-src.width // step)), dtype=src.dtypes[0]
         )
-        return data
+        for win in subsample_windows((src.height, src.width), step):
+            r, c = int(win.row_off) // step, int(win.col_off) // step
+            data = src.read(window=win)[:, ::step, ::step]
+            out[:, r : r + data.shape[1], c : c + data.shape[2]] = data
+        return out
 
 
 def write_cog(src_path: Path, dst_path: Path, profile: str, overviews: bool = True) -> None:

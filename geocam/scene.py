@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -516,15 +516,11 @@ class SceneReader:
     ) -> None:
         self._stack.close()
 
-    def read(
-        self, window: Window, out_shape_rc: tuple[int, int] | None = None
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    def read(self, window: Window) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
         """Read a window that may reach outside the scene.
 
         Args:
             window: pixel window in the scene grid (integer offsets; may be partly outside).
-            out_shape_rc: decimated (rows, cols) to read the *whole* window at (previews); only
-                for windows inside the scene.
 
         Returns:
             Digital numbers ``(bands, rows, cols)`` float32 (0 outside the scene) and the valid
@@ -532,8 +528,6 @@ class SceneReader:
         """
         rows, cols = int(window.height), int(window.width)
         r0, c0 = int(window.row_off), int(window.col_off)
-        if out_shape_rc is not None:
-            rows, cols = out_shape_rc
         dn = np.zeros((len(self.band_indexes), rows, cols), dtype=np.float32)
         valid = np.zeros((rows, cols), dtype=bool)
         rr0, cc0 = max(r0, 0), max(c0, 0)
@@ -542,37 +536,15 @@ class SceneReader:
         if rr1 <= rr0 or cc1 <= cc0:
             return dn, valid
         inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
-        if out_shape_rc is not None:
-            dst = (slice(None), slice(None))
-            shape = out_shape_rc
-        else:
-            dst = (slice(rr0 - r0, rr1 - r0), slice(cc0 - c0, cc1 - c0))
-            shape = (rr1 - rr0, cc1 - cc0)
+        dst = (slice(rr0 - r0, rr1 - r0), slice(cc0 - c0, cc1 - c0))
         for k, pos in enumerate(self.band_indexes):
             band = self.scene.bands[pos]
             src = self._sources[band.path]
-            data = src.read(
-                band.index, window=inner, out_shape=shape, resampling=Resampling.nearest
-            )
-            dn[k][dst] = data
+            dn[k][dst] = src.read(band.index, window=inner)
         valid[dst] = True
         if self.scene.nodata is not None:
             valid &= ~np.any(dn == np.float32(self.scene.nodata), axis=0)
         return dn, valid
-
-    def iter_rows(self, block_rows: int) -> Iterator[tuple[int, npt.NDArray[np.bool_]]]:
-        """Valid masks of full-width row strips, for cheap whole-scene checks.
-
-        Args:
-            block_rows: strip height in rows.
-
-        Yields:
-            (first row, valid mask (rows, cols)).
-        """
-        for r0 in range(0, self.scene.height, block_rows):
-            h = min(block_rows, self.scene.height - r0)
-            _, valid = self.read(Window(0, r0, self.scene.width, h))
-            yield r0, valid
 
 
 def render(
