@@ -338,7 +338,10 @@ def resolve_init_weights(spec: str | None, download: bool) -> dict[str, torch.Te
 
 
 def load_init_weights(net: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
-    """Copy pretrained weights into ``net``, skipping the classifier and adapting ``conv1``.
+    """Copy pretrained weights into ``net``, adapting ``conv1``; tensors of other shapes are skipped.
+
+    A classifier of another size (ImageNet's 1000 classes) is skipped, one of the same size (a
+    geocam model being fine-tuned) is kept.
 
     A ``conv1`` with another number of input channels is rebuilt from the mean filter over the
     pretrained channels, scaled to keep activations in range (the usual timm/torchgeo approach).
@@ -350,7 +353,7 @@ def load_init_weights(net: nn.Module, state: Mapping[str, torch.Tensor]) -> list
     picked: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         key = key.removeprefix("model.").removeprefix("backbone.")
-        if key not in own or key.startswith("fc."):
+        if key not in own:
             continue
         if key == "conv1.weight" and value.shape[1] != own[key].shape[1]:
             in_ch = own[key].shape[1]

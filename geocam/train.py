@@ -26,7 +26,7 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import Subset
 from torchgeo.tasks import Classification
 
@@ -52,6 +52,8 @@ class EuroSATClassification(Classification):
         weight_decay: float = 0.05,
         warmup_epochs: int = 2,
         label_smoothing: float = 0.1,
+        context_weight: float = 0.0,
+        mosaic_grid: int = 3,
     ) -> None:
         """Create the task; arguments are saved as Lightning hyper-parameters.
 
@@ -65,6 +67,9 @@ class EuroSATClassification(Classification):
             weight_decay: AdamW weight decay.
             warmup_epochs: epochs of linear warm-up before the cosine decay.
             label_smoothing: cross-entropy label smoothing.
+            context_weight: weight of the mosaic (context) loss; 0 disables it. See
+                :meth:`mosaic_loss`.
+            mosaic_grid: patches per mosaic side for the context loss.
         """
         super().__init__(
             model=model,
@@ -85,6 +90,51 @@ class EuroSATClassification(Classification):
     def configure_losses(self) -> None:
         """Cross-entropy with label smoothing."""
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.hparams["label_smoothing"])
+
+    def training_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:  # noqa: ANN401
+        """TorchGeo's loss on isolated patches, plus the mosaic loss when enabled."""
+        loss: Tensor = super().training_step(batch, batch_idx, dataloader_idx)
+        weight = float(self.hparams["context_weight"])
+        if weight > 0:
+            context = self.mosaic_loss(batch["image"], batch["label"])
+            self.log("train_context_loss", context, batch_size=batch["image"].shape[0])
+            loss = loss + weight * context
+        return loss
+
+    def mosaic_loss(self, images: Tensor, labels: Tensor) -> Tensor:
+        """Classify patches inside mosaics by pooling their cells of the mosaic's feature map.
+
+        Patches are tiled ``mosaic_grid`` x ``mosaic_grid`` into one image; the backbone runs
+        once over it and each patch's logits come from average-pooling the feature cells over
+        that patch, exactly as geocam's dense engine scores scene windows. Training on both
+        isolated patches and mosaics teaches the network to classify a window from its own
+        pixels whatever surrounds it (zero padding or neighbours), so that dense and exact
+        scene runs agree.
+
+        Args:
+            images: (batch, bands, rows, cols) normalised patches.
+            labels: (batch,) class indices.
+        """
+        k = int(self.hparams["mosaic_grid"])
+        n = (images.shape[0] // (k * k)) * k * k
+        if n == 0:
+            return images.new_zeros(())
+        pick = torch.randperm(images.shape[0], device=images.device)[:n]
+        x, y = images[pick], labels[pick]
+        _, bands, rows, cols = x.shape
+        m = n // (k * k)
+        mosaic = (
+            x.view(m, k, k, bands, rows, cols)
+            .permute(0, 3, 1, 4, 2, 5)
+            .reshape(m, bands, k * rows, k * cols)
+            .contiguous(memory_format=torch.channels_last)
+        )
+        feats = self.model.forward_features(mosaic)
+        ch, fr, fc = feats.shape[1], feats.shape[2] // k, feats.shape[3] // k
+        pooled = feats.reshape(m, ch, k, fr, k, fc).mean(dim=(3, 5))
+        logits = self.model.get_classifier()(pooled.permute(0, 2, 3, 1).reshape(n, ch))
+        loss: Tensor = self.criterion(logits, y)
+        return loss
 
     def configure_optimizers(self) -> Any:  # noqa: ANN401 - Lightning's union type
         """AdamW with linear warm-up then cosine decay to zero, stepped per batch."""
@@ -132,12 +182,15 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: int = 2
     label_smoothing: float = 0.1
+    context_weight: float = 0.0
+    mosaic_grid: int = 3
     seed: int = 0
     num_workers: int = 2
     threads: int | None = None
     precision: str = "auto"
     accelerator: str = "auto"
     limit_images: int | None = None
+    max_minutes: float | None = None
     resume: bool = False
     command: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -226,6 +279,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         weight_decay=cfg.weight_decay,
         warmup_epochs=cfg.warmup_epochs,
         label_smoothing=cfg.label_smoothing,
+        context_weight=cfg.context_weight,
+        mosaic_grid=cfg.mosaic_grid,
     )
     task.model.to(memory_format=torch.channels_last)
     precision = lightning_precision(cfg.precision, cfg.accelerator)
@@ -241,6 +296,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         enable_progress_bar=progress,
         log_every_n_steps=20,
         num_sanity_val_steps=0,
+        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
     )
     log.info("training %s on %s, precision %s", cfg.architecture, cfg.data.source, precision)
     start = time.perf_counter()
@@ -271,6 +327,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             "root": str(cfg.data.root),
             "splits": {k: str(v) if v else None for k, v in cfg.data.splits.items()},
             "limit_images": cfg.limit_images,
+            "max_minutes": cfg.max_minutes,
             "epochs": trainer.current_epoch,
             "init": cfg.init,
             "seed": cfg.seed,
@@ -278,6 +335,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             "lr": cfg.lr,
             "weight_decay": cfg.weight_decay,
             "label_smoothing": cfg.label_smoothing,
+            "context_weight": cfg.context_weight,
+            "mosaic_grid": cfg.mosaic_grid,
             "precision": precision,
             "accelerator": str(trainer.accelerator.__class__.__name__),
             "wall_time_s_last_session": round(wall_s, 1),

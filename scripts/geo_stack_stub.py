@@ -16,7 +16,7 @@ import sys
 import types
 from unittest import mock
 
-STUBBED = ("rasterio", "pyproj", "shapely", "geopandas", "pyogrio", "fiona", "lightly")
+STUBBED = ("rasterio", "affine", "pyproj", "shapely", "geopandas", "pyogrio", "fiona", "lightly")
 
 
 class _StubLoader(importlib.abc.Loader):
