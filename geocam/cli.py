@@ -13,16 +13,13 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import click
 
 from .errors import GeocamError
 
 log = logging.getLogger("geocam")
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def configure_logging(verbosity: int, log_file: Path | None = None) -> None:
@@ -40,7 +37,7 @@ def configure_logging(verbosity: int, log_file: Path | None = None) -> None:
     )
 
 
-def fail_cleanly(fn: Callable[P, R]) -> Callable[P, R]:
+def fail_cleanly[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
     """Turn geocam errors into a one-line message and exit code 2."""
 
     @functools.wraps(fn)
@@ -220,17 +217,27 @@ def _split_bands(value: str | None) -> tuple[str, ...] | None:
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float, help="Peak AdamW learning rate.")
 @click.option("--seed", type=int)
+@click.option(
+    "--context-weight",
+    type=float,
+    help="Weight of the mosaic loss that makes dense scene runs agree with exact ones (0: off).",
+)
 @click.option("--workers", "num_workers", type=int, help="DataLoader workers.")
 @click.option("--threads", type=int, help="torch CPU threads.")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]))
 @click.option("--accelerator", type=click.Choice(["auto", "cpu", "gpu"]))
 @click.option("--limit-images", type=int, help="Keep a seeded random N images of each split.")
-@click.option("--resume", is_flag=True, default=None, help="Continue from OUT/checkpoints/last.ckpt.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Run folder (checkpoints, logs).")
+@click.option("--max-minutes", type=float, help="Stop training after this long, then export.")
+@click.option(
+    "--resume", is_flag=True, default=None, help="Continue from OUT/checkpoints/last.ckpt."
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), help="Run folder (checkpoints, logs)."
+)
 @click.option("--model", "model_path", type=click.Path(path_type=Path), help="Output .safetensors.")
 @click.pass_context
 @fail_cleanly
-def train(ctx: click.Context, config: Path | None, **options: Any) -> None:  # noqa: ANN401
+def train(ctx: click.Context, /, config: Path | None, **options: Any) -> None:  # noqa: ANN401
     """Fine-tune through TorchGeo's tasks.Classification; checkpoint every epoch; export a model."""
     from .data import DataSpec, ms_spec, rgb_spec
     from .train import TrainConfig, command_line
@@ -268,7 +275,9 @@ def train(ctx: click.Context, config: Path | None, **options: Any) -> None:  # n
 
 @main.command(short_help="Accuracy, per-class F1 and confusion of a model on a labelled split.")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--data", "source", type=click.Choice(["rgb", "ms"]), default="rgb", show_default=True)
+@click.option(
+    "--data", "source", type=click.Choice(["rgb", "ms"]), default="rgb", show_default=True
+)
 @click.option("--root", type=click.Path(path_type=Path), required=True, help="Dataset root.")
 @click.option(
     "--split-file",
