@@ -22,8 +22,9 @@ WINDOW = Window(col_off=960, row_off=128, width=512, height=384)
 
 
 def main() -> int:
+    """Write the crop; returns the exit status."""
     if not SOURCE.exists():
-        print(f"missing {SOURCE}", file=sys.stderr)
+        print(f"missing {SOURCE}", file=sys.stderr)  # noqa: T201
         return 1
     with rasterio.open(SOURCE) as src:
         data = src.read(window=WINDOW)
@@ -53,7 +54,7 @@ def main() -> int:
             ATTRIBUTION="Contains modified Copernicus Sentinel data 2017",
         )
     tmp.replace(TARGET)
-    print(f"wrote {TARGET} ({TARGET.stat().st_size} bytes)")
+    print(f"wrote {TARGET} ({TARGET.stat().st_size} bytes)")  # noqa: T201
     return 0
 
 
