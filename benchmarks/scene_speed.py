@@ -1,0 +1,150 @@
+"""geocam exact and dense against the usual approach, on one scene, in one run.
+
+Runs, each in its own process (so peak RSS is its own), on the same scene, window and stride:
+
+1. peer: TorchGeo RasterDataset + GriddedPatchSampler + DataLoader + pytorch-grad-cam GradCAM on
+   ResNet50 layer4, averaged into a scene array, written with rasterio (``peer_gradcam.py``);
+2. ``geocam run --mode exact``;
+3. ``geocam run --mode dense``;
+
+then, in this process, the model stage alone on the same windows (scene rendered in memory,
+engine only) for exact and dense. Prints windows/s, the ratio to the peer, peak RSS, the share
+of wall time in the model, end-to-end wall / model-alone time, and dense-vs-exact agreement
+(share of pixels with the same winning class; Pearson correlation of the winning class's CAM).
+
+    .venv/bin/python benchmarks/scene_speed.py --threads 2           # Havel, 64 px, stride 32
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVEL = ROOT.parent / "shared/data/scenes/havel_s2l1c_20170216_13band_eurosat_order_10m.tif"
+MODEL = ROOT / "data/models/geocam-resnet50-eurosat-rgb.safetensors"
+
+
+def peak_rss_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run a command; return (wall s, its own peak RSS in MiB via wait4, stdout)."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read()[-3000:]}")
+        return wall, usage.ru_maxrss / 1024, out.read()
+
+
+def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple[int, float]:
+    """Seconds the engine alone takes on the scene's windows (scene pre-rendered in memory)."""
+    from geocam.cam import ExactEngine
+    from geocam.dense import DenseEngine
+    from geocam.model import load_model
+    from geocam.scene import render
+    from geocam.tiling import grid_offsets
+
+    model = load_model(MODEL)
+    with rasterio.open(scene) as src:
+        names = list(src.descriptions)
+        idx = [names.index(b) + 1 for b in model.card.bands]
+        dn = src.read(idx).astype(np.float32)
+    image = render(dn, np.ones(dn.shape[1:], bool), model.card)
+    rows, cols = grid_offsets(dn.shape[1], dn.shape[2], window_px, stride_px, "torchgeo")
+    pad = max(0, -min(rows[0], cols[0])) + 64
+    image = np.pad(image, ((0, 0), (pad, pad), (pad, pad)))
+    origins = [(r + pad, c + pad) for r in rows for c in cols]
+    engine = ExactEngine(model.net, batch_size=64) if mode == "exact" else DenseEngine(model.net)
+    start = time.perf_counter()
+    n = sum(len(s.probs) for s in engine.score(image, origins, window_px))
+    return n, time.perf_counter() - start
+
+
+def agreement(exact_dir: Path, dense_dir: Path) -> tuple[float, float]:
+    """Share of pixels with the same class, and the winning class's CAM correlation."""
+    with rasterio.open(exact_dir / "classes.tif") as a, rasterio.open(dense_dir / "classes.tif") as b:
+        ca, cb = a.read(1), b.read(1)
+    with rasterio.open(exact_dir / "cam.tif") as a, rasterio.open(dense_dir / "cam.tif") as b:
+        ha, hb = a.read(), b.read()
+    valid = (ca != 255) & (cb != 255)
+    same = float((ca[valid] == cb[valid]).mean())
+    pick = np.where(ca == 255, 0, ca)[None].astype(np.intp)
+    va = np.take_along_axis(ha, pick, 0)[0][valid]
+    vb = np.take_along_axis(hb, pick, 0)[0][valid]
+    ok = np.isfinite(va) & np.isfinite(vb)
+    return same, float(np.corrcoef(va[ok], vb[ok])[0, 1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scene", type=Path, default=HAVEL)
+    parser.add_argument("--window-px", type=int, default=64)
+    parser.add_argument("--stride-px", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--keep", type=Path, help="keep outputs in this folder")
+    args = parser.parse_args()
+    if not args.scene.is_file():
+        sys.exit(f"scene {args.scene} not found (needs ../shared or --scene)")
+    torch.set_num_threads(args.threads)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    work = args.keep or Path(tempfile.mkdtemp(prefix="geocam-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"{args.threads} threads, torch {torch.__version__}")
+    print(f"scene: {args.scene.name}, window {args.window_px} px, stride {args.stride_px} px")
+    results = {}
+    if not args.skip_peer:
+        wall, rss, out = peak_rss_child(
+            [sys.executable, str(ROOT / "benchmarks/peer_gradcam.py"), str(args.scene),
+             "--model", str(MODEL), "--out", str(work / "peer.tif"),
+             "--window-px", str(args.window_px), "--stride-px", str(args.stride_px),
+             "--threads", str(args.threads)],
+            env,
+        )
+        rec = json.loads(out.strip().splitlines()[-1])
+        results["peer"] = {"windows": rec["windows"], "wall_s": wall, "model_s": rec["model_s"],
+                           "rss_mib": rss}
+    for mode in ("exact", "dense"):
+        out_dir = work / mode
+        wall, rss, _ = peak_rss_child(
+            [str(Path(sys.executable).parent / "geocam"), "run", str(args.scene), "--model", str(MODEL),
+             "--out", str(out_dir), "--mode", mode, "--window-px", str(args.window_px),
+             "--stride-px", str(args.stride_px), "--threads", str(args.threads), "-q"],
+            env,
+        )
+        run = json.loads((out_dir / "run.json").read_text())
+        n_alone, alone_s = model_alone(args.scene, mode, args.window_px, args.stride_px)
+        results[mode] = {"windows": run["windows"]["scored"], "wall_s": wall,
+                         "model_s": run["timings_s"]["model"], "rss_mib": rss,
+                         "alone_s": alone_s, "alone_windows": n_alone}
+    peer_rate = results["peer"]["windows"] / results["peer"]["wall_s"] if "peer" in results else None
+    print(f"{'approach':8} {'windows':>7} {'wall s':>7} {'win/s':>7} {'x peer':>7} "
+          f"{'peak RSS':>9} {'model %':>8} {'wall/alone':>10}")
+    for name, r in results.items():
+        rate = r["windows"] / r["wall_s"]
+        ratio = f"{rate / peer_rate:7.1f}" if peer_rate else "      -"
+        alone = f"{r['wall_s'] / r['alone_s']:10.2f}" if "alone_s" in r else "         -"
+        print(f"{name:8} {r['windows']:7d} {r['wall_s']:7.1f} {rate:7.1f} {ratio} "
+              f"{r['rss_mib']:6.0f} MiB {100 * r['model_s'] / r['wall_s']:7.0f}% {alone}")
+    same, corr = agreement(work / "exact", work / "dense")
+    print(f"dense vs exact: same winning class on {100 * same:.1f}% of pixels; "
+          f"winning-class CAM correlation {corr:.3f}")
+    print(f"outputs in {work}")
+
+
+if __name__ == "__main__":
+    main()
