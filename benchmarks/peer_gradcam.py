@@ -79,7 +79,7 @@ def main() -> None:
         for k in range(heat.shape[0]):
             b = batch["bounds"][k]
             col, row = inverse * (float(b[0]), float(b[4]))  # (xmin, ymax) -> pixel
-            r0, c0 = int(round(row)), int(round(col))
+            r0, c0 = round(row), round(col)
             r1, c1 = min(r0 + args.window_px, shape[0]), min(c0 + args.window_px, shape[1])
             rr0, cc0 = max(r0, 0), max(c0, 0)
             acc[rr0:r1, cc0:c1] += heat[k, rr0 - r0 : r1 - r0, cc0 - c0 : c1 - c0]

@@ -97,7 +97,7 @@ class DenseEngine:
         Returns:
             ``(classes, rows / 32, cols / 32)`` float32.
         """
-        bands, rows, cols = image.shape
+        _, rows, cols = image.shape
         tensor = torch.from_numpy(np.ascontiguousarray(image))
         out = np.empty((len(self.bias), rows // 32, cols // 32), dtype=np.float32)
         # Cut tall blocks into horizontal strips that overlap by the context on both sides.

@@ -45,7 +45,7 @@ def test_dense_equals_exact_for_a_patch_local_net(max_pixels):
     dense = DenseEngine(net, precision="fp32", context_px=32, max_pixels=max_pixels)
     exact = ExactEngine(net, batch_size=7, precision="fp32")
     dl, dp, dc = _scores(dense, image, origins)
-    el, ep, ec = _scores(exact, image, origins)
+    el, _, ec = _scores(exact, image, origins)
     assert dc.shape == (len(origins), 4, 2, 2)
     np.testing.assert_allclose(dl, el, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(dc, ec, rtol=1e-4, atol=1e-4)
