@@ -17,7 +17,7 @@ To make the result independent of how the scene is cut into blocks, each block i
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +68,7 @@ class DenseEngine:
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.net = net.eval().to(self.device).to(memory_format=torch.channels_last)
+        self.forward_features: Callable[[torch.Tensor], torch.Tensor] = self.net.forward_features  # type: ignore[assignment]
         weight, bias = cam_head(self.net)
         self.weight = weight.to(self.device)
         self.bias_t = bias.to(self.device)
@@ -113,7 +114,7 @@ class DenseEngine:
             with torch.autocast(
                 self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
             ):
-                feats = self.net.forward_features(x)
+                feats = self.forward_features(x)
             cams = torch.einsum("kc,nchw->nkhw", self.weight, feats.float())[0]
             off = (r0 - a0) // 32
             out[:, r0 // 32 : r1 // 32] = cams[:, off : off + (r1 - r0) // 32].cpu().numpy()
@@ -160,10 +161,7 @@ class DenseEngine:
         for start in range(0, len(origins_rc), self.batch_size):
             stop = min(start + self.batch_size, len(origins_rc))
             win = np.stack(
-                [
-                    cams[:, fr[i] : fr[i] + cells, fc[i] : fc[i] + cells]
-                    for i in range(start, stop)
-                ]
+                [cams[:, fr[i] : fr[i] + cells, fc[i] : fc[i] + cells] for i in range(start, stop)]
             )
             logits = win.mean(axis=(2, 3)) + self.bias
             shifted = logits - logits.max(axis=1, keepdims=True)
