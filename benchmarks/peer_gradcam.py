@@ -92,8 +92,17 @@ def main() -> None:
         dst.write(out, 1)
     wall = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"approach": "peer", "windows": windows, "wall_s": wall,
-                      "model_s": model_s, "peak_rss_mib": peak_mib}))
+    print(
+        json.dumps(
+            {
+                "approach": "peer",
+                "windows": windows,
+                "wall_s": wall,
+                "model_s": model_s,
+                "peak_rss_mib": peak_mib,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

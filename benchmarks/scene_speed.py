@@ -75,7 +75,10 @@ def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple
 
 def agreement(exact_dir: Path, dense_dir: Path) -> tuple[float, float]:
     """Share of pixels with the same class, and the winning class's CAM correlation."""
-    with rasterio.open(exact_dir / "classes.tif") as a, rasterio.open(dense_dir / "classes.tif") as b:
+    with (
+        rasterio.open(exact_dir / "classes.tif") as a,
+        rasterio.open(dense_dir / "classes.tif") as b,
+    ):
         ca, cb = a.read(1), b.read(1)
     with rasterio.open(exact_dir / "cam.tif") as a, rasterio.open(dense_dir / "cam.tif") as b:
         ha, hb = a.read(), b.read()
@@ -103,46 +106,91 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     work = args.keep or Path(tempfile.mkdtemp(prefix="geocam-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{args.threads} threads, torch {torch.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{args.threads} threads, torch {torch.__version__}"
+    )
     print(f"scene: {args.scene.name}, window {args.window_px} px, stride {args.stride_px} px")
     results = {}
     if not args.skip_peer:
         wall, rss, out = peak_rss_child(
-            [sys.executable, str(ROOT / "benchmarks/peer_gradcam.py"), str(args.scene),
-             "--model", str(MODEL), "--out", str(work / "peer.tif"),
-             "--window-px", str(args.window_px), "--stride-px", str(args.stride_px),
-             "--threads", str(args.threads)],
+            [
+                sys.executable,
+                str(ROOT / "benchmarks/peer_gradcam.py"),
+                str(args.scene),
+                "--model",
+                str(MODEL),
+                "--out",
+                str(work / "peer.tif"),
+                "--window-px",
+                str(args.window_px),
+                "--stride-px",
+                str(args.stride_px),
+                "--threads",
+                str(args.threads),
+            ],
             env,
         )
         rec = json.loads(out.strip().splitlines()[-1])
-        results["peer"] = {"windows": rec["windows"], "wall_s": wall, "model_s": rec["model_s"],
-                           "rss_mib": rss}
+        results["peer"] = {
+            "windows": rec["windows"],
+            "wall_s": wall,
+            "model_s": rec["model_s"],
+            "rss_mib": rss,
+        }
     for mode in ("exact", "dense"):
         out_dir = work / mode
         wall, rss, _ = peak_rss_child(
-            [str(Path(sys.executable).parent / "geocam"), "run", str(args.scene), "--model", str(MODEL),
-             "--out", str(out_dir), "--mode", mode, "--window-px", str(args.window_px),
-             "--stride-px", str(args.stride_px), "--threads", str(args.threads), "-q"],
+            [
+                str(Path(sys.executable).parent / "geocam"),
+                "run",
+                str(args.scene),
+                "--model",
+                str(MODEL),
+                "--out",
+                str(out_dir),
+                "--mode",
+                mode,
+                "--window-px",
+                str(args.window_px),
+                "--stride-px",
+                str(args.stride_px),
+                "--threads",
+                str(args.threads),
+                "-q",
+            ],
             env,
         )
         run = json.loads((out_dir / "run.json").read_text())
         n_alone, alone_s = model_alone(args.scene, mode, args.window_px, args.stride_px)
-        results[mode] = {"windows": run["windows"]["scored"], "wall_s": wall,
-                         "model_s": run["timings_s"]["model"], "rss_mib": rss,
-                         "alone_s": alone_s, "alone_windows": n_alone}
-    peer_rate = results["peer"]["windows"] / results["peer"]["wall_s"] if "peer" in results else None
-    print(f"{'approach':8} {'windows':>7} {'wall s':>7} {'win/s':>7} {'x peer':>7} "
-          f"{'peak RSS':>9} {'model %':>8} {'wall/alone':>10}")
+        results[mode] = {
+            "windows": run["windows"]["scored"],
+            "wall_s": wall,
+            "model_s": run["timings_s"]["model"],
+            "rss_mib": rss,
+            "alone_s": alone_s,
+            "alone_windows": n_alone,
+        }
+    peer_rate = (
+        results["peer"]["windows"] / results["peer"]["wall_s"] if "peer" in results else None
+    )
+    print(
+        f"{'approach':8} {'windows':>7} {'wall s':>7} {'win/s':>7} {'x peer':>7} "
+        f"{'peak RSS':>9} {'model %':>8} {'wall/alone':>10}"
+    )
     for name, r in results.items():
         rate = r["windows"] / r["wall_s"]
         ratio = f"{rate / peer_rate:7.1f}" if peer_rate else "      -"
         alone = f"{r['wall_s'] / r['alone_s']:10.2f}" if "alone_s" in r else "         -"
-        print(f"{name:8} {r['windows']:7d} {r['wall_s']:7.1f} {rate:7.1f} {ratio} "
-              f"{r['rss_mib']:6.0f} MiB {100 * r['model_s'] / r['wall_s']:7.0f}% {alone}")
+        print(
+            f"{name:8} {r['windows']:7d} {r['wall_s']:7.1f} {rate:7.1f} {ratio} "
+            f"{r['rss_mib']:6.0f} MiB {100 * r['model_s'] / r['wall_s']:7.0f}% {alone}"
+        )
     same, corr = agreement(work / "exact", work / "dense")
-    print(f"dense vs exact: same winning class on {100 * same:.1f}% of pixels; "
-          f"winning-class CAM correlation {corr:.3f}")
+    print(
+        f"dense vs exact: same winning class on {100 * same:.1f}% of pixels; "
+        f"winning-class CAM correlation {corr:.3f}"
+    )
     print(f"outputs in {work}")
 
 

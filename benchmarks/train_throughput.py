@@ -14,8 +14,8 @@ import time
 
 import torch
 
+from geocam.cam import cpu_supports_bf16
 from geocam.model import build_net
-from geocam.train import cpu_supports_bf16
 
 
 def time_steps(bf16: bool, batch: int, steps: int, device: str) -> list[float]:

@@ -83,6 +83,14 @@ def _cpu_has_amx() -> bool:
     return "amx_bf16" in flags
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX)."""
+    checker = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(torch.backends.mkldnn.is_available()) and bool(  # type: ignore[no-untyped-call]
+        checker() if checker is not None else False
+    )
+
+
 def resolve_precision(precision: Precision, device: torch.device) -> str:
     """Pick ``"bf16"`` or ``"fp32"``.
 
@@ -100,9 +108,7 @@ def resolve_precision(precision: Precision, device: torch.device) -> str:
     if device.type == "cuda":
         ok = torch.cuda.is_bf16_supported()
     elif device.type == "cpu":
-        ok = bool(torch.backends.mkldnn.is_available()) and bool(  # type: ignore[no-untyped-call]
-            torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        )
+        ok = cpu_supports_bf16()
     else:
         ok = False
     if precision == "bf16" and not ok:
@@ -228,7 +234,8 @@ def make_engine(
     """Build the engine for a mode.
 
     Args:
-        mode: ``"exact"`` (``"dense"`` arrives with a later release).
+        mode: ``"exact"`` (each window alone) or ``"dense"`` (one backbone pass per block,
+            see :mod:`geocam.dense`).
         net: the classifier.
         batch_size: windows per forward pass.
         device: torch device.
@@ -248,4 +255,13 @@ def make_engine(
         raise ConfigError(f"`device`={device!r} but CUDA is not available here; use --device cpu")
     if mode == "exact":
         return ExactEngine(net, batch_size, dev, precision, input_scale)
-    raise ConfigError(f"`mode`={mode!r} is not available yet; use --mode exact")
+    if mode == "dense":
+        if input_scale != 1.0:
+            raise ConfigError(
+                f"the model's `input_scale`={input_scale} resizes each window; dense mode pools "
+                "one feature map at the scene's scale - use --mode exact"
+            )
+        from .dense import DenseEngine  # the dense engine builds on this module
+
+        return DenseEngine(net, dev, precision, batch_size=max(batch_size, 256))
+    raise ConfigError(f"`mode`={mode!r} is not one of exact, dense")

@@ -200,6 +200,15 @@ def iter_run_scene(
     opened = open_scene(paths, name=name, nodata=config.nodata, dn_offset=config.dn_offset)
     bands = match_bands(opened, card.bands, config.bands)
     window_px, stride_px = config.resolved_window(card.window_px)
+    if config.mode == "dense":
+        from .dense import DenseEngine
+
+        DenseEngine.check_grid(window_px, stride_px)
+        if config.grid != "torchgeo":
+            raise ConfigError(
+                f"`grid`={config.grid!r}: dense mode needs every window on one 32 px lattice; "
+                "use --grid torchgeo or --mode exact"
+            )
     rows, cols = grid_offsets(opened.height, opened.width, window_px, stride_px, config.grid)
     engine_threads = config.threads or os.cpu_count() or 1
     previous_threads = torch.get_num_threads()
@@ -257,12 +266,15 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _region(block: Block, tiles: Sequence[Tile], window_px: int) -> Window:
+def _region(block: Block, tiles: Sequence[Tile], window_px: int, context_px: int = 0) -> Window:
+    """The pixels a block needs: the block, its windows, and ``context_px`` around the windows."""
     r0, c0 = int(block.window.row_off), int(block.window.col_off)
     r1, c1 = r0 + int(block.window.height), c0 + int(block.window.width)
-    for t in tiles:
-        r0, c0 = min(r0, t.row_off), min(c0, t.col_off)
-        r1, c1 = max(r1, t.row_off + window_px), max(c1, t.col_off + window_px)
+    if tiles:
+        r0 = min(r0, min(t.row_off for t in tiles) - context_px)
+        c0 = min(c0, min(t.col_off for t in tiles) - context_px)
+        r1 = max(r1, max(t.row_off for t in tiles) + window_px + context_px)
+        c1 = max(c1, max(t.col_off for t in tiles) + window_px + context_px)
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
@@ -319,7 +331,7 @@ def _run(
             scene.transform,
         )  # fmt: skip
         for block in blocks:
-            region = _region(block, block.tiles, window_px)
+            region = _region(block, block.tiles, window_px, getattr(engine, "context_px", 0))
             rr, rc = int(region.row_off), int(region.col_off)
             dn, valid = reader.read(region)
             t = timer.add("read", t)

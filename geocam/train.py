@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import Subset
 from torchgeo.tasks import Classification
 
+from .cam import cpu_supports_bf16
 from .data import DataSpec, EuroSATDataModule
 from .errors import ConfigError
 from .evaluate import evaluate_net
@@ -206,12 +208,6 @@ class TrainConfig:
             raise ConfigError(f"`limit_images`={self.limit_images} must be >= 1")
 
 
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 matrix units (AMX or AVX-512 BF16)."""
-    checker = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(checker()) if checker is not None else False
-
-
 def lightning_precision(precision: str, accelerator: str) -> str:
     """Map geocam's ``auto|bf16|fp32`` to a Lightning precision string for the accelerator."""
     if precision == "fp32":
@@ -296,7 +292,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         enable_progress_bar=progress,
         log_every_n_steps=20,
         num_sanity_val_steps=0,
-        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+        max_time=timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
     )
     log.info("training %s on %s, precision %s", cfg.architecture, cfg.data.source, precision)
     start = time.perf_counter()

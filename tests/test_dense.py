@@ -32,8 +32,11 @@ class PatchLocalNet(nn.Module):
 
 def _scores(engine, image, origins):
     out = list(engine.score(image, origins, 64))
-    return (np.concatenate([s.logits for s in out]), np.concatenate([s.probs for s in out]),
-            np.concatenate([s.cams for s in out]))
+    return (
+        np.concatenate([s.logits for s in out]),
+        np.concatenate([s.probs for s in out]),
+        np.concatenate([s.cams for s in out]),
+    )
 
 
 @pytest.mark.parametrize("max_pixels", [10**7, 96 * 32])  # whole image / 1-cell strips
