@@ -15,7 +15,8 @@ from conftest import HAVEL, REAL_MODEL, SAMPLE, synthetic_s2, write_raster
 
 from geocam import SceneConfig, run_scene
 from geocam.cli import main
-from geocam.errors import SceneError, TilingError
+from geocam.errors import ConfigError, SceneError, TilingError
+from geocam.model import EUROSAT_CLASSES
 
 OUTPUTS = {
     "cam.tif",
@@ -321,3 +322,49 @@ def test_real_model_on_full_havel(tmp_path: Path) -> None:
     assert class_at(out, names, (20, 600)) == "Forest"  # forest north
     gpkg = gpd.read_file(out / "salient.gpkg")
     assert "Forest" in set(gpkg["class"]) and set(gpkg["class"]) & WATER
+
+
+def test_dense_mode_end_to_end_and_block_size(
+    make_scene: Callable[..., Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    scene = make_scene("big.tif", shape_rc=(320, 384), seed=3)
+    out = {}
+    for block in (128, 1024):
+        out[block] = tmp_path / f"dense{block}"
+        result = run_scene(
+            scene,
+            tiny_model,
+            out[block],
+            SceneConfig(
+                mode="dense", stride_px=32, block_px=block, preview=block == 128, threads=1
+            ),
+        )
+        assert result.windows > 0
+    check_outputs(out[128], scene, classes=EUROSAT_CLASSES)
+    run = json.loads((out[128] / "run.json").read_text())
+    assert run["parameters"]["engine"] == "dense"
+    with (
+        rasterio.open(out[128] / "classes.tif") as a,
+        rasterio.open(out[1024] / "classes.tif") as b,
+    ):
+        ca, cb = a.read(1), b.read(1)
+    # 64 px of context around every block: seams barely change the result
+    assert (ca == cb).mean() > 0.98
+    with rasterio.open(out[128] / "cam.tif") as a, rasterio.open(out[1024] / "cam.tif") as b:
+        ha, hb = a.read(), b.read()
+    assert np.corrcoef(ha.ravel(), hb.ravel())[0, 1] > 0.99
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"stride_px": 48}, "multiple of 32"),
+        ({"stride_px": 32, "grid": "inward"}, "lattice"),
+    ],
+)
+def test_dense_mode_needs_the_feature_lattice(
+    s2_scene: Path, tiny_model: Path, tmp_path: Path, options: dict, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run_scene(s2_scene, tiny_model, tmp_path / "o", SceneConfig(mode="dense", **options))
+    assert not (tmp_path / "o").exists()
