@@ -69,7 +69,10 @@ def test_cam_head_rejects_non_gap_linear_models() -> None:
 
 
 def test_make_engine_rejects_unknown_mode_and_device(tiny_resnet: nn.Module) -> None:
-    with pytest.raises(ConfigError, match="`mode`='dense' is not available yet"):
-        make_engine("dense", tiny_resnet, 8, "cpu", "fp32", 1.0)
+    with pytest.raises(ConfigError, match="`mode`='sparse' is not one of exact, dense"):
+        make_engine("sparse", tiny_resnet, 8, "cpu", "fp32", 1.0)
+    with pytest.raises(ConfigError, match="input_scale"):
+        make_engine("dense", tiny_resnet, 8, "cpu", "fp32", 2.0)
+    assert make_engine("dense", tiny_resnet, 8, "cpu", "fp32", 1.0).name == "dense"
     with pytest.raises(ConfigError, match="`device`="):
         make_engine("exact", tiny_resnet, 8, "nonsense", "fp32", 1.0)
