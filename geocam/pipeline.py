@@ -18,7 +18,9 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -34,7 +36,7 @@ from .cam import Engine, make_engine
 from .config import SceneConfig, to_mapping
 from .errors import ConfigError, OutputError, SceneError
 from .export import polygons_frame, write_geojson, write_gpkg, write_json, write_preview
-from .model import GeocamModel, load_model
+from .model import GeocamModel, ModelCard, load_model
 from .polygonize import Piece, SalientPolygon, block_pieces, merge_pieces, salient_mask, sieve_mask
 from .raster import (
     TiledWriter,
@@ -278,6 +280,73 @@ def _region(block: Block, tiles: Sequence[Tile], window_px: int, context_px: int
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
+@dataclass(slots=True)
+class _Prepared:
+    """A block's pixels, read and rendered ahead of the model."""
+
+    block: Block
+    region: Window
+    dn: npt.NDArray[np.float32]
+    valid: npt.NDArray[np.bool_]
+    todo: list[Tile]
+    image: npt.NDArray[np.float32] | None
+
+
+def _prepare(
+    block: Block,
+    reader: SceneReader,
+    card: ModelCard,
+    scene: Scene,
+    config: SceneConfig,
+    window_px: int,
+    context_px: int,
+    min_valid: float,
+) -> _Prepared:
+    """Read a block's region, keep the windows with enough valid pixels, render if any."""
+    region = _region(block, block.tiles, window_px, context_px)
+    rr, rc = int(region.row_off), int(region.col_off)
+    dn, valid = reader.read(region)
+    todo = [
+        tile
+        for tile in block.tiles
+        if valid[
+            tile.row_off - rr : tile.row_off - rr + window_px,
+            tile.col_off - rc : tile.col_off - rc + window_px,
+        ].mean()
+        >= min_valid
+    ]
+    image = render(dn, valid, card, scene.dn_offset, config.reflectance_scale) if todo else None
+    return _Prepared(block, region, dn, valid, todo, image)
+
+
+def _one_ahead[T, U](
+    items: Iterator[T], fn: Callable[[T], U], pool: ThreadPoolExecutor
+) -> Iterator[U]:
+    """``map(fn, items)`` with the next result computed in ``pool`` while this one is used."""
+    pending: Future[U] | None = None
+    for item in items:
+        nxt = pool.submit(fn, item)
+        if pending is not None:
+            yield pending.result()
+        pending = nxt
+    if pending is not None:
+        yield pending.result()
+
+
+def _write_block(
+    window: Window,
+    cam: npt.NDArray[np.float32],
+    prob: npt.NDArray[np.float32],
+    cls: npt.NDArray[np.uint8],
+    cam_out: TiledWriter,
+    prob_out: TiledWriter,
+    cls_out: TiledWriter,
+) -> None:
+    cam_out.write(window, cam)
+    prob_out.write(window, prob)
+    cls_out.write(window, cls[None])
+
+
 def _run(
     scene: Scene,
     model: GeocamModel,
@@ -325,30 +394,37 @@ def _run(
         TiledWriter(
             work_cls, 1, "uint8", nodata=NO_CLASS, colormap=colormap, tags=cls_tags, **grid
         ) as cls_out,
+        ExitStack() as stack,  # last in, first out: I/O threads stop before files close
     ):
         blocks = iter_blocks(
             scene.height, scene.width, block_px, row_offsets, col_offsets, window_px,
             scene.transform,
         )  # fmt: skip
-        for block in blocks:
-            region = _region(block, block.tiles, window_px, getattr(engine, "context_px", 0))
-            rr, rc = int(region.row_off), int(region.col_off)
-            dn, valid = reader.read(region)
+        context_px = getattr(engine, "context_px", 0)
+        min_valid = max(config.min_valid_fraction, 1e-9)
+
+        def prepare(block: Block) -> _Prepared:
+            return _prepare(block, reader, card, scene, config, window_px, context_px, min_valid)
+
+        # Read and render the next block while the model scores this one; write while it
+        # scores the next (one block in flight each way: memory stays bounded by the block).
+        # One thread each: rasterio datasets must not be used from two threads at once.
+        reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-read")
+        writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-write")
+        stack.callback(reads.shutdown, cancel_futures=True)
+        stack.callback(writes.shutdown, cancel_futures=True)
+        pending_write: Future[None] | None = None
+        for prepared in _one_ahead(blocks, prepare, reads):
+            block, region, dn, valid = (
+                prepared.block, prepared.region, prepared.dn, prepared.valid,
+            )  # fmt: skip
+            todo, image = prepared.todo, prepared.image
             t = timer.add("read", t)
-            todo: list[Tile] = []
-            for tile in block.tiles:
-                sub = valid[
-                    tile.row_off - rr : tile.row_off - rr + window_px,
-                    tile.col_off - rc : tile.col_off - rc + window_px,
-                ]
-                if sub.mean() >= max(config.min_valid_fraction, 1e-9):
-                    todo.append(tile)
-                else:
-                    skipped += 1
+            rr, rc = int(region.row_off), int(region.col_off)
+            skipped += len(block.tiles) - len(todo)
             done += len(block.tiles) - len(todo)
             if todo:
-                image = render(dn, valid, card, scene.dn_offset, config.reflectance_scale)
-                t = timer.add("render", t)
+                assert image is not None
                 origins = [(tile.row_off - rr, tile.col_off - rc) for tile in todo]
                 k = 0
                 for scores in engine.score(image, origins, window_px):
@@ -394,13 +470,17 @@ def _run(
                 np.where(cls == NO_CLASS, n_classes, cls).ravel(), minlength=n_classes + 1
             )
             t = timer.add("stitch", t)
-            cam_out.write(block.window, res.cam)
-            prob_out.write(block.window, res.prob)
-            cls_out.write(block.window, cls[None])
+            if pending_write is not None:
+                pending_write.result()  # the previous block's write (re-raises its error)
+            pending_write = writes.submit(
+                _write_block, block.window, res.cam, res.prob, cls, cam_out, prob_out, cls_out
+            )
             t = timer.add("write", t)
             for key in [k for k, v in cache.items() if v.last_block == block.index_rc]:
                 del cache[key]
-            del dn, valid, acc, res
+            del dn, valid, acc, res, prepared
+        if pending_write is not None:
+            pending_write.result()
     if scored == 0:
         raise SceneError(
             f"scene {scene.name!r} has no window with >= {config.min_valid_fraction:.0%} valid "

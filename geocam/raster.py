@@ -45,6 +45,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "BLOCKSIZE": 512,
         "OVERVIEW_RESAMPLING": "AVERAGE",
         "BIGTIFF": "IF_SAFER",
+        "NUM_THREADS": "ALL_CPUS",  # compress tiles in parallel
     },
     # Class map (uint8 with a colour table).
     "class-cog": {
@@ -54,6 +55,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "BLOCKSIZE": 512,
         "OVERVIEW_RESAMPLING": "MODE",
         "BIGTIFF": "IF_SAFER",
+        "NUM_THREADS": "ALL_CPUS",
     },
 }
 
