@@ -232,10 +232,16 @@ class EuroSATDataModule(NonGeoDataModule):
         if stage == "fit":
             self.train_dataset = make_dataset(self.spec, "train")
             self.val_dataset = make_dataset(self.spec, "val")
+            self.fit_batch_to(len(self.train_dataset))
         elif stage == "validate":
             self.val_dataset = make_dataset(self.spec, "val")
         elif stage in ("test", "predict"):
             self.test_dataset = make_dataset(self.spec, "test")
+
+    def fit_batch_to(self, n_train: int) -> None:
+        """Shrink the training batch to the training set (torchgeo drops the last partial batch)."""
+        if 0 < n_train < self.batch_size:
+            self.train_batch_size = n_train
 
     def on_after_batch_transfer(self, batch: Sample, dataloader_idx: int) -> Sample:
         """Normalise, and augment while training."""

@@ -236,6 +236,8 @@ class _SubsetDataModule(EuroSATDataModule):
                 g = torch.Generator().manual_seed(self.seed)
                 idx = torch.randperm(len(ds), generator=g)[: self.limit].tolist()
                 setattr(self, name, Subset(ds, idx))
+        if isinstance(self.train_dataset, Subset):
+            self.fit_batch_to(len(self.train_dataset))
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:

@@ -160,3 +160,14 @@ def test_train_on_real_eurosat_ms_tiles(tmp_path, tiny_config):
     )
     card = load_model(out / "model.safetensors").card
     assert len(card.bands) == 13 and card.metrics["n"] == 40
+
+
+def test_batch_larger_than_the_training_set_still_trains(tmp_path):
+    write_rgb_tree(tmp_path / "rgb", per_class=1)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("architecture: resnet18\nbatch_size: 64\nnum_workers: 0\nthreads: 1\n")
+    out = tmp_path / "run"
+    _train(["--config", str(cfg), "--root", str(tmp_path / "rgb"), "--epochs", "1",
+            "--out", str(out), "--precision", "fp32"])  # fmt: skip
+    # torchgeo drops the last partial batch: without shrinking the batch no step would run
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 1
