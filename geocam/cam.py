@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -75,14 +74,6 @@ class Engine(Protocol):
         ...
 
 
-def _cpu_has_amx() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "AMX" in torch.backends.cpu.get_cpu_capability().upper()
-    return "amx_bf16" in flags
-
-
 def cpu_supports_bf16() -> bool:
     """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX)."""
     checker = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
@@ -94,9 +85,11 @@ def cpu_supports_bf16() -> bool:
 def resolve_precision(precision: Precision, device: torch.device) -> str:
     """Pick ``"bf16"`` or ``"fp32"``.
 
-    ``"auto"`` picks bf16 on CPUs with AMX (where oneDNN runs bf16 convolutions 2-3x faster)
-    and on CUDA devices with bf16 support, fp32 elsewhere (without AMX, bf16 is no faster on
-    CPU: measured 29 vs 33 windows/s for ResNet50 on an AVX512-BF16 EPYC).
+    ``"auto"`` picks bf16 wherever it runs natively: CUDA devices with bf16, and CPUs with
+    AVX512-BF16 or AMX. On the 2-core AVX512-BF16 EPYC (no AMX), ResNet50 ``forward_features``
+    on a quiet machine ran 351.5 windows/s in bf16 vs 199.8 in fp32 (batch 128 of 64 px) and
+    took 1.15 s vs 2.78 s on one 768 x 768 block. (Earlier readings of "no faster" were taken
+    with another job on the CPU.)
 
     Args:
         precision: ``"auto"``, ``"bf16"`` or ``"fp32"``.
@@ -114,8 +107,7 @@ def resolve_precision(precision: Precision, device: torch.device) -> str:
     if precision == "bf16" and not ok:
         raise ConfigError(f"`precision`='bf16' is not supported on device {device}; use fp32")
     if precision == "auto":
-        fast = device.type == "cuda" or _cpu_has_amx()
-        return "bf16" if ok and fast else "fp32"
+        return "bf16" if ok else "fp32"
     return precision
 
 

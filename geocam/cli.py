@@ -107,14 +107,14 @@ def _show_warning(
 @click.option("--window-px", type=click.IntRange(min=1), help="Window edge in pixels [model's].")
 @click.option("--stride-px", type=click.IntRange(min=1), help="Window step in pixels [window/2].")
 @click.option("--grid", type=click.Choice(["torchgeo", "inward"]), help="Window layout [torchgeo].")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Windows per model call [64].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Windows per model call [128].")
 @click.option("--bands", callback=_band_spec,
               help="Scene bands for the model's bands: B04=3,B03=2,B02=1 or 3,2,1 (1-based).")  # fmt: skip
 @click.option("--device", help="torch device [cpu].")
 @click.option("--threads", type=click.IntRange(min=1), help="torch threads [all cores].")
 @click.option("--mode", type=click.Choice(["exact", "dense"]), help="Engine [exact].")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]),
-              help="bf16 autocast, fp32, or auto (bf16 where faster: AMX, CUDA; dense: AVX512-BF16 too) [auto].")  # fmt: skip
+              help="bf16 autocast, fp32, or auto (bf16 where native: AVX512-BF16, AMX, CUDA) [auto].")  # fmt: skip
 @click.option("--reflectance-scale", type=click.FloatRange(min=0, min_open=True),
               help="Scene DNs are reflectance x this [10000].")  # fmt: skip
 @click.option("--dn-offset", callback=_dn_offset,

@@ -150,7 +150,7 @@ class SceneConfig:
     window_px: int | None = None
     stride_px: int | None = None
     grid: Grid = "torchgeo"
-    batch_size: int = 64
+    batch_size: int = 128
     bands: BandSpec | None = None
     device: str = "cpu"
     threads: int | None = None

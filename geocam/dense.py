@@ -24,7 +24,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from .cam import WindowScores, cam_head, cpu_supports_bf16, resolve_precision
+from .cam import WindowScores, cam_head, resolve_precision
 from .config import Precision
 from .errors import ConfigError
 
@@ -64,10 +64,6 @@ class DenseEngine:
             )
         self.device = torch.device(device)
         self.precision = resolve_precision(precision, self.device)
-        if precision == "auto" and self.device.type == "cpu" and cpu_supports_bf16():
-            # Block-sized inputs gain where 64 px batches do not: one 768 x 768 forward took
-            # 1.15 s in bf16 and 2.78 s in fp32 on the 2-core AVX512-BF16 EPYC (no AMX).
-            self.precision = "bf16"
         self.context_px = context_px
         self.batch_size = batch_size
         self.max_pixels = max_pixels
