@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,13 @@ def main(ctx: click.Context, verbose: int) -> None:
     """Where a land-cover classifier sees each class across whole satellite scenes."""
     ctx.obj = {"verbose": verbose}
     configure_logging(verbose)
+    # SIGTERM (a killed job, a scheduler's timeout) unwinds like Ctrl-C, so the library's
+    # cleanup runs and no temporary output folder is left behind.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 # --------------------------------------------------------------------------------------------
