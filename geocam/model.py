@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -175,10 +174,24 @@ def build_net(architecture: str, in_channels: int, num_classes: int) -> nn.Modul
         in_channels: number of input bands.
         num_classes: number of output logits.
     """
+    import timm  # heavy (pulls torchvision): only where a trainable timm network is needed
+
     net: nn.Module = timm.create_model(
         architecture, pretrained=False, num_classes=num_classes, in_chans=in_channels
     )
     return net
+
+
+def build_inference_net(architecture: str, in_channels: int, num_classes: int) -> nn.Module:
+    """A network to load weights into for inference: geocam's light ResNet, else timm's.
+
+    Both have timm's state-dict keys; the light one spares scene runs importing timm.
+    """
+    from .resnet import build_resnet
+
+    return build_resnet(architecture, in_channels, num_classes) or build_net(
+        architecture, in_channels, num_classes
+    )
 
 
 def save_model(
@@ -243,7 +256,7 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> GeocamModel:
     """
     path = Path(path)
     card, _ = _read_header(path)
-    net = build_net(card.architecture, len(card.bands), len(card.classes))
+    net = build_inference_net(card.architecture, len(card.bands), len(card.classes))
     with safe_open(str(path), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open handle
     try:

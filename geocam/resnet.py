@@ -1,0 +1,147 @@
+"""A small ResNet for inference, with timm's module names, so scene runs need not import timm.
+
+``import timm`` pulls torchvision, which imports ``torch._dynamo``: about 2.6 s and 200 MB per
+process on the development CPU. Scene runs only need the forward pass of a standard ResNet, so
+:func:`build_resnet` rebuilds timm's ``resnet18/34/50/101/152`` (stem 7x7/2 + max pool, basic
+or bottleneck blocks with the stride on the 3x3 conv, 1x1 conv + BN shortcuts, global average
+pool, linear head) with the same state-dict keys. ``tests/test_resnet.py`` checks it against
+timm. Training still builds its networks with timm.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+#: Block type and blocks per stage of the ResNets built here.
+LAYOUTS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+    "resnet101": ("bottleneck", (3, 4, 23, 3)),
+    "resnet152": ("bottleneck", (3, 8, 36, 3)),
+}
+
+
+def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
+    if stride == 1 and in_ch == out_ch:
+        return None
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
+    )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions (timm ``BasicBlock``)."""
+
+    expansion = 1
+
+    def __init__(self, in_ch: int, width: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, width, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.act1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.act2 = nn.ReLU(inplace=True)
+        self.downsample = _shortcut(in_ch, width, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Residual block."""
+        out = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        result: Tensor = self.act2(out + shortcut)
+        return result
+
+
+class Bottleneck(nn.Module):
+    """1x1 - 3x3 (stride) - 1x1 convolutions (timm ``Bottleneck``)."""
+
+    expansion = 4
+
+    def __init__(self, in_ch: int, width: int, stride: int) -> None:
+        super().__init__()
+        out_ch = width * self.expansion
+        self.conv1 = nn.Conv2d(in_ch, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.act1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.act2 = nn.ReLU(inplace=True)
+        self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.act3 = nn.ReLU(inplace=True)
+        self.downsample = _shortcut(in_ch, out_ch, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Residual block."""
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.act2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        result: Tensor = self.act3(out + shortcut)
+        return result
+
+
+class GlobalAvgPool(nn.Module):
+    """Average over rows and columns; ``pool_type`` tells geocam's CAM code it is an average."""
+
+    pool_type = "avg"
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(batch, channels, rows, cols) -> (batch, channels)."""
+        return x.mean(dim=(2, 3))
+
+
+class ResNet(nn.Module):
+    """A ResNet classifier with timm's attribute names and ``forward_features``."""
+
+    def __init__(self, architecture: str, in_channels: int, num_classes: int) -> None:
+        """Build an untrained network.
+
+        Args:
+            architecture: a key of :data:`LAYOUTS`.
+            in_channels: input bands.
+            num_classes: output logits.
+        """
+        super().__init__()
+        kind, depths = LAYOUTS[architecture]
+        block: type[BasicBlock | Bottleneck] = BasicBlock if kind == "basic" else Bottleneck
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.act1 = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        in_ch = 64
+        for i, (depth, width) in enumerate(zip(depths, (64, 128, 256, 512), strict=True)):
+            blocks = []
+            for j in range(depth):
+                blocks.append(block(in_ch, width, 2 if (j == 0 and i > 0) else 1))
+                in_ch = width * block.expansion
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+        self.num_features = in_ch
+        self.global_pool = GlobalAvgPool()
+        self.fc = nn.Linear(in_ch, num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Last stage's feature map, (batch, channels, rows / 32, cols / 32)."""
+        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            x = getattr(self, name)(x)
+        return x
+
+    def get_classifier(self) -> nn.Linear:
+        """The linear head."""
+        return self.fc
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits, (batch, classes)."""
+        logits: Tensor = self.fc(self.global_pool(self.forward_features(x)))
+        return logits
+
+
+def build_resnet(architecture: str, in_channels: int, num_classes: int) -> ResNet | None:
+    """The light ResNet for ``architecture``, or None when it is not one of :data:`LAYOUTS`."""
+    if architecture not in LAYOUTS:
+        return None
+    with torch.device("cpu"):
+        return ResNet(architecture, in_channels, num_classes)
