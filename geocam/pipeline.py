@@ -389,8 +389,12 @@ def _run(
     t = time.perf_counter()
     with (
         SceneReader(scene, bands.indexes) as reader,
-        TiledWriter(work_cam, n_classes, "float32", nodata=float("nan"), **grid) as cam_out,
-        TiledWriter(work_prob, n_classes, "float32", nodata=float("nan"), **grid) as prob_out,
+        TiledWriter(
+            work_cam, n_classes, "float32", nodata=float("nan"), profile="work-halo-tiff", **grid
+        ) as cam_out,
+        TiledWriter(
+            work_prob, n_classes, "float32", nodata=float("nan"), profile="work-halo-tiff", **grid
+        ) as prob_out,
         TiledWriter(
             work_cls, 1, "uint8", nodata=NO_CLASS, colormap=colormap, tags=cls_tags, **grid
         ) as cls_out,
