@@ -73,8 +73,9 @@ def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple
     return n, time.perf_counter() - start
 
 
-def agreement(exact_dir: Path, dense_dir: Path) -> tuple[float, float]:
-    """Share of pixels with the same class, and the winning class's CAM correlation."""
+def agreement(exact_dir: Path, dense_dir: Path) -> tuple[float, float, float]:
+    """Share of pixels with the same class, the winning class's CAM correlation, and the share
+    with the same class among salient pixels (exact's winning-class heat >= 0.5)."""
     with (
         rasterio.open(exact_dir / "classes.tif") as a,
         rasterio.open(dense_dir / "classes.tif") as b,
@@ -88,7 +89,9 @@ def agreement(exact_dir: Path, dense_dir: Path) -> tuple[float, float]:
     va = np.take_along_axis(ha, pick, 0)[0][valid]
     vb = np.take_along_axis(hb, pick, 0)[0][valid]
     ok = np.isfinite(va) & np.isfinite(vb)
-    return same, float(np.corrcoef(va[ok], vb[ok])[0, 1])
+    salient = va >= 0.5
+    same_salient = float((ca[valid][salient] == cb[valid][salient]).mean())
+    return same, float(np.corrcoef(va[ok], vb[ok])[0, 1]), same_salient
 
 
 def main() -> None:
@@ -186,9 +189,10 @@ def main() -> None:
             f"{name:8} {r['windows']:7d} {r['wall_s']:7.1f} {rate:7.1f} {ratio} "
             f"{r['rss_mib']:6.0f} MiB {100 * r['model_s'] / r['wall_s']:7.0f}% {alone}"
         )
-    same, corr = agreement(work / "exact", work / "dense")
+    same, corr, same_salient = agreement(work / "exact", work / "dense")
     print(
-        f"dense vs exact: same winning class on {100 * same:.1f}% of pixels; "
+        f"dense vs exact: same winning class on {100 * same:.1f}% of pixels "
+        f"({100 * same_salient:.1f}% where exact's winning-class heat >= 0.5); "
         f"winning-class CAM correlation {corr:.3f}"
     )
     print(f"outputs in {work}")
