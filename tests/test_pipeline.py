@@ -368,3 +368,37 @@ def test_dense_mode_needs_the_feature_lattice(
     with pytest.raises(ConfigError, match=message):
         run_scene(s2_scene, tiny_model, tmp_path / "o", SceneConfig(mode="dense", **options))
     assert not (tmp_path / "o").exists()
+
+
+def test_sigterm_leaves_no_temporary_output(
+    make_scene: Callable[..., Path], tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from dataclasses import replace
+
+    from conftest import tiny_card
+
+    from geocam.model import build_net, save_model
+
+    card = tiny_card()
+    model = tmp_path / "r18.safetensors"
+    save_model(model, build_net("resnet18", 3, 10), replace(card, architecture="resnet18"))
+    scene = make_scene("big.tif", shape_rc=(1024, 1024))
+    out = tmp_path / "out"
+    geocam = Path(sys.executable).with_name("geocam")
+    proc = subprocess.Popen(
+        [str(geocam), "run", str(scene), "--model", str(model), "--out", str(out),
+         "--stride-px", "16", "--threads", "1", "-q"],
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".geocam-tmp-*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert files_in(out) == set()  # the temporary folder (and the new output folder) are gone
