@@ -1,7 +1,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -11,12 +17,12 @@ import rasterio
 import shapely
 from affine import Affine
 from click.testing import CliRunner
-from conftest import HAVEL, REAL_MODEL, SAMPLE, synthetic_s2, write_raster
+from conftest import HAVEL, REAL_MODEL, SAMPLE, synthetic_s2, tiny_card, write_raster
 
 from geocam import SceneConfig, run_scene
 from geocam.cli import main
 from geocam.errors import ConfigError, SceneError, TilingError
-from geocam.model import EUROSAT_CLASSES
+from geocam.model import EUROSAT_CLASSES, build_net, save_model
 
 OUTPUTS = {
     "cam.tif",
@@ -373,17 +379,6 @@ def test_dense_mode_needs_the_feature_lattice(
 def test_sigterm_leaves_no_temporary_output(
     make_scene: Callable[..., Path], tmp_path: Path
 ) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from dataclasses import replace
-
-    from conftest import tiny_card
-
-    from geocam.model import build_net, save_model
-
     card = tiny_card()
     model = tmp_path / "r18.safetensors"
     save_model(model, build_net("resnet18", 3, 10), replace(card, architecture="resnet18"))
