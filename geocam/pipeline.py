@@ -495,10 +495,15 @@ def _run(
     heat_tags = {"CAM_NORMALISATION": "relu(cam) / scene max of relu(cam) per class"}
     halo = config.sieve_px
     pieces: list[list[Piece]] = [[] for _ in range(n_classes)]
-    with TiledWriter(
-        work_heat, n_classes, "float32", nodata=float("nan"), descriptions=names,
-        tags=heat_tags, **grid,
-    ) as heat_out:  # fmt: skip
+    with (
+        TiledWriter(
+            work_heat, n_classes, "float32", nodata=float("nan"), descriptions=names,
+            tags=heat_tags, **grid,
+        ) as heat_out,
+        rasterio.open(work_cam) as cam_in,
+        rasterio.open(work_prob) as prob_in,
+        rasterio.open(work_cls) as cls_in,
+    ):  # fmt: skip
         for i in range(n_classes):
             heat_out.update_band_tags(
                 i + 1, CLASS=names[i], CAM_SCENE_MAX=f"{float(scene_max[i]):.6g}"
@@ -510,9 +515,9 @@ def _run(
             r0, c0 = int(block.window.row_off), int(block.window.col_off)
             h, w = int(block.window.height), int(block.window.width)
             halo_win = Window(c0 - halo, r0 - halo, w + 2 * halo, h + 2 * halo)
-            raw = read_window(work_cam, halo_win)
-            prob = read_window(work_prob, halo_win)
-            cls = read_window(work_cls, halo_win, boundless_fill=NO_CLASS)[0]
+            raw = read_window(cam_in, halo_win)
+            prob = read_window(prob_in, halo_win)
+            cls = read_window(cls_in, halo_win, boundless_fill=NO_CLASS)[0]
             heat = normalise(raw, scene_max)
             inner = (slice(halo, halo + h), slice(halo, halo + w))
             heat_out.write(block.window, heat[:, inner[0], inner[1]])

@@ -20,6 +20,7 @@ import rasterio
 import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 log = logging.getLogger(__name__)
@@ -187,27 +188,31 @@ class TiledWriter:
         self._dst.update_tags(band, **tags)
 
 
-def read_window(path: Path, window: Window, boundless_fill: float = np.nan) -> npt.NDArray[Any]:
+def read_window(
+    src: Path | DatasetReader, window: Window, boundless_fill: float = np.nan
+) -> npt.NDArray[Any]:
     """Read a window of a work raster, filling the outside with ``boundless_fill``.
 
     Args:
-        path: raster file.
+        src: raster file, or an open dataset (keeps GDAL's block cache warm across reads).
         window: pixel window (may be partly outside the raster).
         boundless_fill: value outside the raster.
 
     Returns:
         ``(bands, rows, cols)`` array of the file's dtype.
     """
-    with rasterio.open(path) as src:
-        rows, cols = int(window.height), int(window.width)
-        r0, c0 = int(window.row_off), int(window.col_off)
-        out = np.full((src.count, rows, cols), boundless_fill, dtype=src.dtypes[0])
-        rr0, cc0 = max(r0, 0), max(c0, 0)
-        rr1, cc1 = min(r0 + rows, src.height), min(c0 + cols, src.width)
-        if rr1 > rr0 and cc1 > cc0:
-            inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
-            out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = src.read(window=inner)
-        return out
+    if isinstance(src, Path):
+        with rasterio.open(src) as opened:
+            return read_window(opened, window, boundless_fill)
+    rows, cols = int(window.height), int(window.width)
+    r0, c0 = int(window.row_off), int(window.col_off)
+    out = np.full((src.count, rows, cols), boundless_fill, dtype=src.dtypes[0])
+    rr0, cc0 = max(r0, 0), max(c0, 0)
+    rr1, cc1 = min(r0 + rows, src.height), min(c0 + cols, src.width)
+    if rr1 > rr0 and cc1 > cc0:
+        inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+        out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = src.read(window=inner)
+    return out
 
 
 def subsample_windows(shape_rc: tuple[int, int], step: int, block_px: int = 512) -> list[Window]:
