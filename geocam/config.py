@@ -117,12 +117,13 @@ class SceneConfig:
             a stride; overhanging pixels count as nodata). ``"inward"``: the last row/column of
             windows is shifted inward so that no window leaves the scene (the deprecated
             ``GridGeoSampler`` layout).
-        batch_size: windows per model call.
+        batch_size: windows per model call (64: ResNet50 at 64 px in bf16 on 2 cores ran about
+            10 % faster than with 32 or 128).
         bands: explicit band mapping (``B04=3,B03=2,B02=1`` or ``3,2,1``); None: match by name.
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
         threads: torch intra-op threads; None: all CPU cores.
-        mode: ``"exact"`` (each window on its own, as in training) or ``"dense"`` (not yet
-            available).
+        mode: ``"exact"`` (each window on its own, as in training) or ``"dense"`` (one
+            backbone pass per block, windows pooled from the feature map; see geocam.dense).
         precision: ``"bf16"`` autocast, ``"fp32"``, or ``"auto"`` (bf16 on CPUs with AMX and on
             CUDA devices that support it, fp32 otherwise).
         reflectance_scale: the scene's digital numbers are reflectance x this (Sentinel-2: 10000).
@@ -150,7 +151,7 @@ class SceneConfig:
     window_px: int | None = None
     stride_px: int | None = None
     grid: Grid = "torchgeo"
-    batch_size: int = 128
+    batch_size: int = 64
     bands: BandSpec | None = None
     device: str = "cpu"
     threads: int | None = None

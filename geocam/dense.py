@@ -24,7 +24,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from .cam import WindowScores, cam_head, resolve_precision
+from .cam import WindowScores, cam_head, compute_dtype, prepare_net, resolve_precision
 from .config import Precision
 from .errors import ConfigError
 
@@ -40,7 +40,7 @@ class DenseEngine:
     Args:
         net: a timm ResNet-style classifier in eval mode.
         device: torch device.
-        precision: ``"auto"``, ``"bf16"`` (autocast) or ``"fp32"``.
+        precision: ``"auto"``, ``"bf16"`` or ``"fp32"``: the weights' and activations' dtype.
         context_px: extra pixels the pipeline reads around each block (multiple of 32).
         batch_size: windows per yielded :class:`WindowScores` batch.
         max_pixels: largest image (rows x cols) run in one forward pass; larger blocks are cut
@@ -67,7 +67,8 @@ class DenseEngine:
         self.context_px = context_px
         self.batch_size = batch_size
         self.max_pixels = max_pixels
-        self.net = net.eval().to(self.device).to(memory_format=torch.channels_last)
+        self.dtype = compute_dtype(self.precision)
+        self.net = prepare_net(net, self.device, self.dtype)
         self.forward_features: Callable[[torch.Tensor], torch.Tensor] = self.net.forward_features  # type: ignore[assignment]
         weight, bias = cam_head(self.net)
         self.weight = weight.to(self.device)
@@ -110,11 +111,8 @@ class DenseEngine:
         for r0 in range(0, rows, core):
             r1 = min(rows, r0 + core)
             a0, a1 = max(0, r0 - self.context_px), min(rows, r1 + self.context_px)
-            x = tensor[None, :, a0:a1].to(self.device).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(
-                self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
-            ):
-                feats = self.forward_features(x)
+            x = tensor[None, :, a0:a1].to(self.device, self.dtype)
+            feats = self.forward_features(x.contiguous(memory_format=torch.channels_last))
             cams = torch.einsum("kc,nchw->nkhw", self.weight, feats.float())[0]
             off = (r0 - a0) // 32
             out[:, r0 // 32 : r1 // 32] = cams[:, off : off + (r1 - r0) // 32].cpu().numpy()

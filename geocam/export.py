@@ -97,10 +97,6 @@ def write_json(data: Mapping[str, Any], path: Path) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def _rgb01(colour: tuple[int, int, int]) -> tuple[float, float, float]:
-    return colour[0] / 255.0, colour[1] / 255.0, colour[2] / 255.0
-
-
 def write_preview(
     path: Path,
     rgb: npt.NDArray[np.uint8],
@@ -113,7 +109,9 @@ def write_preview(
     """Save the scene in true colour with the winning class's heat overlaid, plus a legend.
 
     The overlay colours each pixel by its winning class with opacity proportional to that
-    class's scene-normalised CAM (``alpha = 0.75 * heat``), as CAM overlays usually do.
+    class's scene-normalised CAM (``alpha = 0.75 * heat``), as CAM overlays usually do. The
+    image keeps one output pixel per input pixel; a title bar and a legend of the classes present
+    frame it. Drawn with Pillow (matplotlib took 0.8 s and 160 MB for a 1536 px preview).
 
     Args:
         path: the PNG to write.
@@ -122,46 +120,46 @@ def write_preview(
         heat: ``(rows, cols)`` float32 normalised CAM of the winning class (NaN = nodata).
         class_names: class names in index order.
         colours: RGB colour per class.
-        title: figure title.
+        title: title line.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-    from matplotlib.patches import Patch
+    from PIL import Image, ImageDraw, ImageFont
 
     palette = np.zeros((256, 3), dtype=np.float32)
-    palette[: len(colours)] = np.asarray(colours, dtype=np.float32) / 255.0
-    overlay = palette[classes]
+    palette[: len(colours)] = np.asarray(colours, dtype=np.float32)
     alpha = np.nan_to_num(heat, nan=0.0).clip(0, 1)[..., None] * 0.75
     alpha[classes == 255] = 0.0
-    base = rgb.astype(np.float32) / 255.0
-    blended = base * (1 - alpha) + overlay * alpha
+    blended = rgb * (1 - alpha) + palette[classes] * alpha
     rows, cols = classes.shape
-    width_in = 12.0
-    height_in = max(3.0, width_in * rows / cols * 0.9 + 1.2)
-    fig, ax = plt.subplots(figsize=(width_in, height_in), dpi=110)
-    try:
-        ax.imshow(blended, interpolation="nearest")
-        ax.set_title(title, fontsize=10)
-        ax.set_axis_off()
-        present = set(np.unique(classes).tolist()) - {255}
-        handles = [
-            Patch(facecolor=_rgb01(colours[i]), label=name)
-            for i, name in enumerate(class_names)
-            if i in present
-        ]
-        if handles:
-            ax.legend(
-                handles=handles,
-                loc="upper center",
-                bbox_to_anchor=(0.5, -0.01),
-                ncol=min(5, len(handles)),
-                fontsize=8,
-                frameon=False,
-                title="winning class (opacity = scene-normalised CAM)",
-                title_fontsize=8,
-            )
-        fig.savefig(path, format="png", bbox_inches="tight", pad_inches=0.15)
-    finally:
-        plt.close(fig)
+    font = ImageFont.load_default(size=14)
+    line_px, pad_px, swatch_px = 20, 8, 14
+    present = [i for i in np.unique(classes).tolist() if i != 255 and i < len(class_names)]
+    labels = [(i, class_names[i], int(font.getlength(class_names[i]))) for i in present]
+    # Lay the legend out in rows that fit the image width.
+    legend_rows: list[list[tuple[int, str, int]]] = [[]]
+    used = pad_px
+    for item in labels:
+        need = swatch_px + 6 + item[2] + 18
+        if legend_rows[-1] and used + need > max(cols, 320):
+            legend_rows.append([])
+            used = pad_px
+        legend_rows[-1].append(item)
+        used += need
+    width = max(cols, 320)
+    top = line_px + pad_px
+    height = top + rows + pad_px + line_px * (len(legend_rows) + 1)
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    canvas.paste(Image.fromarray(blended.round().astype(np.uint8), "RGB"), (0, top))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad_px, pad_px // 2), title, fill=(0, 0, 0), font=font)
+    y = top + rows + pad_px
+    draw.text(
+        (pad_px, y), "winning class (opacity = scene-normalised CAM)", fill=(60, 60, 60), font=font
+    )
+    for row in legend_rows:
+        y += line_px
+        x = pad_px
+        for i, name, text_px in row:
+            draw.rectangle((x, y + 2, x + swatch_px, y + 2 + swatch_px), fill=tuple(colours[i]))
+            draw.text((x + swatch_px + 6, y), name, fill=(0, 0, 0), font=font)
+            x += swatch_px + 6 + text_px + 18
+    canvas.save(path, format="PNG", compress_level=3)

@@ -244,25 +244,34 @@ def _read_header(path: Path) -> tuple[ModelCard, dict[str, str]]:
     return ModelCard.from_json(meta["geocam"], source=str(path)), meta
 
 
-def load_model(path: Path, device: str | torch.device = "cpu") -> GeocamModel:
+def load_model(
+    path: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> GeocamModel:
     """Load a geocam model file without unpickling anything.
+
+    The network is built on the meta device and takes the file's tensors (converted to
+    ``dtype``) as its parameters: no throw-away float32 copy is ever allocated.
 
     Args:
         path: a ``.safetensors`` file written by :func:`save_model`.
         device: where to put the network.
+        dtype: dtype of the floating-point weights (``torch.bfloat16`` for bf16 inference).
 
     Raises:
         ModelFormatError: not a geocam model, a missing field, or weights that do not fit the card.
     """
     path = Path(path)
     card, _ = _read_header(path)
-    net = build_inference_net(card.architecture, len(card.bands), len(card.classes))
+    with torch.device("meta"):
+        net = build_inference_net(card.architecture, len(card.bands), len(card.classes))
     with safe_open(str(path), framework="pt") as f:
-        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open handle
+        state = {
+            k: (v.to(dtype) if v.is_floating_point() else v).to(device)
+            for k in f.keys()  # noqa: SIM118 - safe_open handle
+            for v in (f.get_tensor(k),)
+        }
     try:
-        net.load_state_dict(
-            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-        )
+        net.load_state_dict(state, assign=True)
     except RuntimeError as err:
         raise ModelFormatError(
             f"`model`={str(path)!r}: weights do not fit a {card.architecture} with "

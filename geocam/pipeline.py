@@ -32,7 +32,7 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from .cam import Engine, make_engine
+from .cam import Engine, compute_dtype, make_engine, resolve_precision, torch_device
 from .config import SceneConfig, to_mapping
 from .errors import ConfigError, OutputError, SceneError
 from .export import polygons_frame, write_geojson, write_gpkg, write_json, write_preview
@@ -41,7 +41,6 @@ from .polygonize import Piece, SalientPolygon, block_pieces, merge_pieces, salie
 from .raster import (
     TiledWriter,
     class_colours,
-    read_subsampled,
     read_window,
     subsample_windows,
     write_category_names,
@@ -120,6 +119,45 @@ class _Cached:
 
 
 @dataclass(slots=True)
+class _PreviewGrid:
+    """The class map and winning-class heat at the preview's scale, filled block by block."""
+
+    step: int
+    classes: npt.NDArray[np.uint8]
+    heat: npt.NDArray[np.float32]
+
+    @classmethod
+    def for_scene(cls, shape_rc: tuple[int, int], preview_px: int) -> _PreviewGrid:
+        step = 1
+        while max(shape_rc) / step > preview_px:
+            step *= 2
+        sub = (-(-shape_rc[0] // step), -(-shape_rc[1] // step))
+        return cls(step, np.full(sub, NO_CLASS, np.uint8), np.full(sub, np.nan, np.float32))
+
+    def add(
+        self,
+        origin_rc: tuple[int, int],
+        classes: npt.NDArray[np.uint8],
+        heat: npt.NDArray[np.float32],
+    ) -> None:
+        """Keep every ``step``-th pixel (of the scene grid) of a block's classes and heat."""
+        r0, c0 = origin_rc
+        pick = (
+            slice((-r0) % self.step, None, self.step),
+            slice((-c0) % self.step, None, self.step),
+        )
+        cls = classes[pick]
+        if cls.size == 0:
+            return
+        idx = np.where(cls == NO_CLASS, 0, cls).astype(np.intp)[None]
+        win = np.take_along_axis(heat[(slice(None), *pick)], idx, axis=0)[0]
+        win[cls == NO_CLASS] = np.nan
+        pr, pc = -(-r0 // self.step), -(-c0 // self.step)
+        self.classes[pr : pr + cls.shape[0], pc : pc + cls.shape[1]] = cls
+        self.heat[pr : pr + cls.shape[0], pc : pc + cls.shape[1]] = win
+
+
+@dataclass(slots=True)
 class _Timer:
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -195,7 +233,13 @@ def iter_run_scene(
     paths = (Path(scene),) if isinstance(scene, str | Path) else tuple(Path(p) for p in scene)
     out_dir = Path(out_dir)
     # Validate every input before anything is created.
-    loaded = model if isinstance(model, GeocamModel) else load_model(Path(model))
+    device = torch_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    loaded = (
+        model
+        if isinstance(model, GeocamModel)
+        else load_model(Path(model), device, compute_dtype(precision))
+    )
     card = loaded.card
     if len(card.classes) > 254:
         raise ConfigError(f"`model` has {len(card.classes)} classes; at most 254 fit a uint8 map")
@@ -216,12 +260,7 @@ def iter_run_scene(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(engine_threads)
     engine = make_engine(
-        config.mode,
-        loaded.net,
-        config.batch_size,
-        config.device,
-        config.precision,
-        card.input_scale,
+        config.mode, loaded.net, config.batch_size, device, precision, card.input_scale
     )
     tmp, created = _prepare_out_dir(out_dir)
     try:
@@ -495,6 +534,7 @@ def _run(
     heat_tags = {"CAM_NORMALISATION": "relu(cam) / scene max of relu(cam) per class"}
     halo = config.sieve_px
     pieces: list[list[Piece]] = [[] for _ in range(n_classes)]
+    preview = _PreviewGrid.for_scene(scene.shape_rc, config.preview_px)
     with (
         TiledWriter(
             work_heat, n_classes, "float32", nodata=float("nan"), descriptions=names,
@@ -521,6 +561,8 @@ def _run(
             heat = normalise(raw, scene_max)
             inner = (slice(halo, halo + h), slice(halo, halo + w))
             heat_out.write(block.window, heat[:, inner[0], inner[1]])
+            if config.preview:
+                preview.add((r0, c0), cls[inner], heat[:, inner[0], inner[1]])
             t = timer.add("normalise", t)
             for c in range(n_classes):
                 mask = salient_mask(
@@ -549,7 +591,7 @@ def _run(
     write_category_names(tmp / OUTPUT_NAMES["classes"], names)
     t = timer.add("cog", t)
     if config.preview:
-        _preview(scene, bands, model, config, tmp, colours)
+        _preview(scene, bands, model, config, tmp, colours, preview)
         t = timer.add("preview", t)
     for work in (work_cam, work_prob, work_cls, work_heat):
         work.unlink(missing_ok=True)
@@ -640,11 +682,10 @@ def _preview(
     config: SceneConfig,
     tmp: Path,
     colours: Sequence[tuple[int, int, int]],
+    grid: _PreviewGrid,
 ) -> None:
-    step = 1
-    while max(scene.height, scene.width) / step > config.preview_px:
-        step *= 2
-    shape_rc = (-(-scene.height // step), -(-scene.width // step))
+    step = grid.step
+    shape_rc = grid.classes.shape
     names = list(scene.band_names)
     if all(b in names for b in ("B04", "B03", "B02")):
         idx = [names.index(b) for b in ("B04", "B03", "B02")]
@@ -665,16 +706,11 @@ def _preview(
         rgb = true_colour(dn, valid, scene.dn_offset, config.reflectance_scale)
     else:
         rgb = _stretch(dn, valid)
-    classes = read_subsampled(tmp / OUTPUT_NAMES["classes"], step)[0]
-    heat_all = read_subsampled(tmp / OUTPUT_NAMES["cam"], step)
-    pick = np.where(classes == NO_CLASS, 0, classes).astype(np.intp)
-    heat = np.take_along_axis(heat_all, pick[None], axis=0)[0]
-    heat[classes == NO_CLASS] = np.nan
     write_preview(
         tmp / OUTPUT_NAMES["preview"],
         rgb,
-        classes,
-        heat,
+        grid.classes,
+        grid.heat,
         model.card.classes,
         colours,
         title=f"{scene.name}: winning class, opacity = CAM (model {model.card.architecture}, "

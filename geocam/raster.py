@@ -73,6 +73,14 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 
+#: Tableau's tab20 palette (matplotlib's ``tab20``), for classes outside EuroSAT.
+TAB20: tuple[tuple[int, int, int], ...] = (
+    (31, 119, 180), (174, 199, 232), (255, 127, 14), (255, 187, 120), (44, 160, 44),
+    (152, 223, 138), (214, 39, 40), (255, 152, 150), (148, 103, 189), (197, 176, 213),
+    (140, 86, 75), (196, 156, 148), (227, 119, 194), (247, 182, 210), (127, 127, 127),
+    (199, 199, 199), (188, 189, 34), (219, 219, 141), (23, 190, 207), (158, 218, 229),
+)  # fmt: skip
+
 #: Display colours of the EuroSAT classes (RGB); other class names get tab20 colours.
 CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
     "AnnualCrop": (232, 196, 74),
@@ -89,18 +97,8 @@ CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
 
 
 def class_colours(classes: Sequence[str]) -> list[tuple[int, int, int]]:
-    """One RGB colour per class name (EuroSAT palette, else matplotlib's tab20)."""
-    import matplotlib
-
-    tab = matplotlib.colormaps["tab20"]
-    out = []
-    for i, name in enumerate(classes):
-        if name in CLASS_COLOURS:
-            out.append(CLASS_COLOURS[name])
-        else:
-            r, g, b, _ = tab(i % 20)
-            out.append((int(r * 255), int(g * 255), int(b * 255)))
-    return out
+    """One RGB colour per class name (EuroSAT palette, else Tableau's tab20)."""
+    return [CLASS_COLOURS.get(name, TAB20[i % len(TAB20)]) for i, name in enumerate(classes)]
 
 
 class TiledWriter:

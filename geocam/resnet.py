@@ -10,7 +10,6 @@ timm. Training still builds its networks with timm.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 #: Block type and blocks per stage of the ResNets built here.
@@ -143,5 +142,4 @@ def build_resnet(architecture: str, in_channels: int, num_classes: int) -> ResNe
     """The light ResNet for ``architecture``, or None when it is not one of :data:`LAYOUTS`."""
     if architecture not in LAYOUTS:
         return None
-    with torch.device("cpu"):
-        return ResNet(architecture, in_channels, num_classes)
+    return ResNet(architecture, in_channels, num_classes)
