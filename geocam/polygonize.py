@@ -25,10 +25,13 @@ import shapely
 from affine import Affine
 from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
-from rasterio.features import rasterize, shapes, sieve
+from rasterio.features import shapes, sieve
+from scipy import ndimage
 from shapely.geometry import shape
 
 log = logging.getLogger(__name__)
+
+_FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +113,27 @@ def sieve_mask(mask: npt.NDArray[np.bool_], sieve_px: int) -> npt.NDArray[np.boo
         mask: ``(rows, cols)`` bool.
         sieve_px: minimum area in pixels; 0 or 1 leaves the mask as is.
     """
-    if sieve_px <= 1 or not mask.any():
+    box = _bbox(mask, pad=sieve_px)
+    if sieve_px <= 1 or box is None:
         return mask
-    out: npt.NDArray[np.bool_] = sieve(mask.astype(np.uint8), size=sieve_px, connectivity=4) > 0
+    # Sieve only the mask's bounding box plus a ring of sieve_px pixels (or up to the array
+    # edge): the ring is background of at least sieve_px pixels joined to all outside background,
+    # as in the whole array, so the result is the same.
+    out = np.zeros_like(mask)
+    out[box] = sieve(mask[box].astype(np.uint8), size=sieve_px, connectivity=4) > 0
     return out
+
+
+def _bbox(mask: npt.NDArray[np.bool_], pad: int = 0) -> tuple[slice, slice] | None:
+    """The rows and columns holding the mask's pixels, widened by ``pad``; None if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not rows.size:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (
+        slice(max(int(rows[0]) - pad, 0), min(int(rows[-1]) + 1 + pad, mask.shape[0])),
+        slice(max(int(cols[0]) - pad, 0), min(int(cols[-1]) + 1 + pad, mask.shape[1])),
+    )
 
 
 def block_pieces(
@@ -133,42 +153,36 @@ def block_pieces(
     Returns:
         One :class:`Piece` per 4-connected area.
     """
-    if not mask.any():
+    box = _bbox(mask)
+    if box is None:
         return []
-    geoms = [
-        shape(geom)
-        for geom, value in shapes(
-            mask.astype(np.uint8), mask=mask, transform=transform, connectivity=4
-        )
-        if value == 1
-    ]
-    labels = rasterize(
-        ((g, i + 1) for i, g in enumerate(geoms)),
-        out_shape=mask.shape,
-        transform=transform,
-        fill=0,
-        dtype="int32",
-    )
-    labels = np.where(mask, labels, 0)
-    n = len(geoms) + 1
+    # Work on the mask's bounding box only (GDAL polygonises every pixel it is given).
+    mask, heat, prob = mask[box], heat[box], prob[box]
+    transform = transform @ Affine.translation(box[1].start, box[0].start)
+    labels, n = ndimage.label(mask, structure=_FOUR_CONNECTED)
+    # One polygon (with its holes) per 4-connected component, keyed by its label.
+    geoms = {
+        int(value): shape(geom)
+        for geom, value in shapes(labels, mask=mask, transform=transform, connectivity=4)
+    }
     flat = labels.ravel()
     h = np.nan_to_num(heat, nan=0.0).ravel().astype(np.float64)
     p = np.nan_to_num(prob, nan=0.0).ravel().astype(np.float64)
-    count = np.bincount(flat, minlength=n)
-    sum_h = np.bincount(flat, weights=h, minlength=n)
-    sum_p = np.bincount(flat, weights=p, minlength=n)
-    max_h = np.zeros(n, dtype=np.float64)
-    np.maximum.at(max_h, flat, h)
+    count = np.bincount(flat, minlength=n + 1)
+    sum_h = np.bincount(flat, weights=h, minlength=n + 1)
+    sum_p = np.bincount(flat, weights=p, minlength=n + 1)
+    max_h = np.zeros(n + 1)
+    inside = flat > 0
+    np.maximum.at(max_h, flat[inside], h[inside])
     return [
         Piece(
-            geometry=g,
-            pixels=int(count[i + 1]),
-            sum_activation=float(sum_h[i + 1]),
-            max_activation=float(max_h[i + 1]),
-            sum_probability=float(sum_p[i + 1]),
+            geometry=geoms[k],
+            pixels=int(count[k]),
+            sum_activation=float(sum_h[k]),
+            max_activation=float(max_h[k]),
+            sum_probability=float(sum_p[k]),
         )
-        for i, g in enumerate(geoms)
-        if count[i + 1] > 0
+        for k in sorted(geoms)
     ]
 
 

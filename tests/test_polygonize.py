@@ -29,6 +29,18 @@ def test_sieve_removes_specks_and_fills_holes() -> None:
     assert out[5, 5] and not out[17, 17] and out[2:12, 2:12].all()
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_sieve_of_bounding_box_equals_sieve_of_whole_mask(seed: int) -> None:
+    from rasterio.features import sieve
+
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((64, 64), bool)
+    r, c = rng.integers(0, 48, 2)
+    mask[r : r + 16, c : c + 16] = rng.random((16, 16)) < 0.6  # specks, holes, small blobs
+    whole = sieve(mask.astype(np.uint8), size=6, connectivity=4) > 0
+    assert np.array_equal(sieve_mask(mask, 6), whole)
+
+
 def test_block_pieces_stats() -> None:
     mask = np.zeros((10, 10), bool)
     mask[1:4, 1:5] = True
