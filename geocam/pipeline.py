@@ -159,6 +159,9 @@ class _PreviewGrid:
 
 @dataclass(slots=True)
 class _Timer:
+    """Seconds per stage, and the run's start (``time.perf_counter()``)."""
+
+    start: float
     seconds: dict[str, float] = field(default_factory=dict)
 
     def add(self, key: str, start: float) -> float:
@@ -265,8 +268,10 @@ def iter_run_scene(
     tmp, created = _prepare_out_dir(out_dir)
     try:
         with rasterio.Env(**dict(config.gdal_env)):
+            timer = _Timer(t_start)
+            timer.add("setup", t_start)  # model load, scene open, engine
             result = yield from _run(
-                opened, loaded, bands, engine, config, window_px, stride_px, rows, cols, tmp
+                opened, loaded, bands, engine, config, window_px, stride_px, rows, cols, tmp, timer
             )
         files = {}
         for key, fname in OUTPUT_NAMES.items():
@@ -397,10 +402,10 @@ def _run(
     row_offsets: Sequence[int],
     col_offsets: Sequence[int],
     tmp: Path,
+    timer: _Timer,
 ) -> Generator[Progress, None, dict[str, Any]]:
     card = model.card
     n_classes = len(card.classes)
-    timer = _Timer()
     total_windows = len(row_offsets) * len(col_offsets)
     block_px = config.block_px
     n_block_rows = -(-scene.height // block_px)
@@ -660,6 +665,7 @@ def _run(
         "outputs": [n for k, n in OUTPUT_NAMES.items() if (tmp / n).exists() or k == "run"],
     }
     record["timings_s"].setdefault("model", 0.0)
+    record["timings_s"]["total"] = round(time.perf_counter() - timer.start, 3)
     write_json(record, tmp / OUTPUT_NAMES["run"])
     return record
 
