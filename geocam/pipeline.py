@@ -1,13 +1,14 @@
 """run_scene(): the one place that chains the stages, block by block, with bounded memory.
 
-Pass 1 (model): for each output block, read the pixels its new windows need (block plus halo,
-windowed), render them, score the windows with the engine, keep each window's tiny raw CAM
-(feature grid) until every block it touches is finished, stitch the block, and write raw CAM,
-blended probabilities and the class map to tiled work GeoTIFFs; keep the running per-class
-maximum. Pass 2 (cheap): re-read the work files by blocks (with a halo for sieving), write the
-scene-normalised heat, and polygonise. Then build the COGs, the vectors, the preview and
-run.json in a temporary folder and move each into place with ``os.replace``: an error leaves no
-half-written output behind.
+Pass 1 (model): for each output block, read the pixels its windows need (block plus halo,
+windowed), render them, score the windows with the engine (the next block is read while this one
+is scored), add each window's raw CAM and probabilities to the scene's stitching lattice
+(:class:`~geocam.stitch.CellGrid`, half a feature cell per lattice cell), and write the block's
+validity mask to a work GeoTIFF. Pass 2: for each block (with a halo for sieving), render the
+per-pixel CAM and probabilities from the lattice, normalise once per scene, write the heat and
+class map to work GeoTIFFs (in a background thread) and polygonise. Then build the COGs, the
+vectors, the preview and run.json in a temporary folder and move each into place with
+``os.replace``: an error leaves no half-written output behind.
 """
 
 from __future__ import annotations
@@ -47,15 +48,8 @@ from .raster import (
     write_cog,
 )
 from .scene import BandMatch, Scene, SceneReader, match_bands, open_scene, render, true_colour
-from .stitch import (
-    NO_CLASS,
-    BlockAccumulator,
-    class_map,
-    normalise,
-    running_max,
-    upsample_cams,
-)
-from .tiling import Block, Tile, block_span, grid_offsets, iter_blocks
+from .stitch import NO_CLASS, CellGrid, class_map, normalise
+from .tiling import Block, Tile, grid_offsets, iter_blocks
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +103,6 @@ class SceneOutputs:
     seconds: float
     model_seconds: float
     polygons: int
-
-
-@dataclass(slots=True)
-class _Cached:
-    cam: npt.NDArray[np.float32]
-    prob: npt.NDArray[np.float32]
-    last_block: tuple[int, int]
 
 
 @dataclass(slots=True)
@@ -379,15 +366,12 @@ def _one_ahead[T, U](
 
 def _write_block(
     window: Window,
-    cam: npt.NDArray[np.float32],
-    prob: npt.NDArray[np.float32],
+    heat: npt.NDArray[np.float32],
     cls: npt.NDArray[np.uint8],
-    cam_out: TiledWriter,
-    prob_out: TiledWriter,
+    heat_out: TiledWriter,
     cls_out: TiledWriter,
 ) -> None:
-    cam_out.write(window, cam)
-    prob_out.write(window, prob)
+    heat_out.write(window, heat)
     cls_out.write(window, cls[None])
 
 
@@ -412,38 +396,28 @@ def _run(
     n_block_cols = -(-scene.width // block_px)
     n_blocks = n_block_rows * n_block_cols
     colours = class_colours(card.classes)
-    work_cam, work_prob, work_cls = (
-        tmp / "work_cam.tif",
-        tmp / "work_prob.tif",
+    work_valid, work_heat, work_cls = (
+        tmp / "work_valid.tif",
+        tmp / "work_heat.tif",
         tmp / "work_cls.tif",
     )
-    work_heat = tmp / "work_heat.tif"
     grid = {"crs": scene.crs, "transform": scene.transform, "shape_rc": scene.shape_rc}
     names = list(card.classes)
     colormap = {i: (*c, 255) for i, c in enumerate(colours)}
     colormap[NO_CLASS] = (0, 0, 0, 0)
     cls_tags = {"CLASS_NAMES": ",".join(names), **{f"CLASS_{i}": n for i, n in enumerate(names)}}
 
-    scene_max = np.zeros(n_classes, dtype=np.float32)
     class_pixels = np.zeros(n_classes + 1, dtype=np.int64)
-    cache: dict[tuple[int, int], _Cached] = {}
+    cells: CellGrid | None = None
     scored = skipped = done = 0
-    peak_cache = 0
-    # ---- pass 1: model, stitching, raw outputs -------------------------------------------
+    # ---- pass 1: model; window CAMs summed on the scene's lattice ------------------------
     t = time.perf_counter()
     with (
         SceneReader(scene, bands.indexes) as reader,
-        TiledWriter(
-            work_cam, n_classes, "float32", nodata=float("nan"), profile="work-halo-tiff", **grid
-        ) as cam_out,
-        TiledWriter(
-            work_prob, n_classes, "float32", nodata=float("nan"), profile="work-halo-tiff", **grid
-        ) as prob_out,
-        TiledWriter(
-            work_cls, 1, "uint8", nodata=NO_CLASS, colormap=colormap, tags=cls_tags, **grid
-        ) as cls_out,
+        TiledWriter(work_valid, 1, "uint8", nodata=None, profile="work-halo-tiff", **grid)
+        as valid_out,
         ExitStack() as stack,  # last in, first out: I/O threads stop before files close
-    ):
+    ):  # fmt: skip
         blocks = iter_blocks(
             scene.height, scene.width, block_px, row_offsets, col_offsets, window_px,
             scene.transform,
@@ -454,88 +428,51 @@ def _run(
         def prepare(block: Block) -> _Prepared:
             return _prepare(block, reader, card, scene, config, window_px, context_px, min_valid)
 
-        # Read and render the next block while the model scores this one; write while it
-        # scores the next (one block in flight each way: memory stays bounded by the block).
-        # One thread each: rasterio datasets must not be used from two threads at once.
+        # Read and render the next block while the model scores this one (one block in flight:
+        # memory stays bounded by the block). One thread: rasterio datasets must not be used
+        # from two threads at once.
         reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-read")
-        writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-write")
         stack.callback(reads.shutdown, cancel_futures=True)
-        stack.callback(writes.shutdown, cancel_futures=True)
-        pending_write: Future[None] | None = None
         for prepared in _one_ahead(blocks, prepare, reads):
-            block, region, dn, valid = (
-                prepared.block, prepared.region, prepared.dn, prepared.valid,
-            )  # fmt: skip
-            todo, image = prepared.todo, prepared.image
+            block, region, valid = prepared.block, prepared.region, prepared.valid
             t = timer.add("read", t)
             rr, rc = int(region.row_off), int(region.col_off)
-            skipped += len(block.tiles) - len(todo)
-            done += len(block.tiles) - len(todo)
-            if todo:
-                assert image is not None
-                origins = [(tile.row_off - rr, tile.col_off - rc) for tile in todo]
+            skipped += len(block.tiles) - len(prepared.todo)
+            done += len(block.tiles) - len(prepared.todo)
+            if prepared.todo:
+                assert prepared.image is not None
+                origins = [(tile.row_off - rr, tile.col_off - rc) for tile in prepared.todo]
                 k = 0
-                for scores in engine.score(image, origins, window_px):
+                for scores in engine.score(prepared.image, origins, window_px):
                     t = timer.add("model", t)
-                    for j in range(len(scores.probs)):
-                        tile = todo[k + j]
-                        last_r = block_span(tile.row_off, window_px, scene.height, block_px)[1]
-                        last_c = block_span(tile.col_off, window_px, scene.width, block_px)[1]
-                        cache[(tile.row_off, tile.col_off)] = _Cached(
-                            cam=scores.cams[j], prob=scores.probs[j], last_block=(last_r, last_c)
-                        )
-                    k += len(scores.probs)
-                    scored += len(scores.probs)
-                    done += len(scores.probs)
+                    if cells is None:
+                        cells_rc = (scores.cams.shape[-2], scores.cams.shape[-1])
+                        cells = CellGrid(n_classes, row_offsets, col_offsets, window_px,
+                                         cells_rc, stride_px)  # fmt: skip
+                    batch = prepared.todo[k : k + len(scores.probs)]
+                    cells.add(scores.cams, scores.probs, [(s.row_off, s.col_off) for s in batch])
+                    k += len(batch)
+                    scored += len(batch)
+                    done += len(batch)
+                    t = timer.add("stitch", t)
                     yield Progress(scene.name, "windows", done, total_windows)
                     t = time.perf_counter()
-                del image
             else:
                 yield Progress(scene.name, "windows", done, total_windows)
-            peak_cache = max(peak_cache, len(cache))
-            # stitch every cached window that touches this block
             b_r0, b_c0 = int(block.window.row_off), int(block.window.col_off)
             b_rows, b_cols = int(block.window.height), int(block.window.width)
-            acc = BlockAccumulator(n_classes, (b_r0, b_c0), (b_rows, b_cols))
-            touching = [
-                key
-                for key in cache
-                if key[0] < b_r0 + b_rows
-                and key[0] + window_px > b_r0
-                and key[1] < b_c0 + b_cols
-                and key[1] + window_px > b_c0
-            ]
-            for start in range(0, len(touching), 64):
-                keys = touching[start : start + 64]
-                up = upsample_cams(np.stack([cache[key].cam for key in keys]), window_px)
-                for key, cam_px in zip(keys, up, strict=True):
-                    acc.add(cam_px, cache[key].prob, key)
             block_valid = valid[b_r0 - rr : b_r0 - rr + b_rows, b_c0 - rc : b_c0 - rc + b_cols]
-            res = acc.finalise(block_valid)
-            cls = class_map(res.cam, engine.bias, res.covered)
-            scene_max = running_max(scene_max, res.cam)
-            class_pixels += np.bincount(
-                np.where(cls == NO_CLASS, n_classes, cls).ravel(), minlength=n_classes + 1
-            )
-            t = timer.add("stitch", t)
-            if pending_write is not None:
-                pending_write.result()  # the previous block's write (re-raises its error)
-            pending_write = writes.submit(
-                _write_block, block.window, res.cam, res.prob, cls, cam_out, prob_out, cls_out
-            )
+            valid_out.write(block.window, block_valid[None].astype(np.uint8))
             t = timer.add("write", t)
-            for key in [k for k, v in cache.items() if v.last_block == block.index_rc]:
-                del cache[key]
-            del dn, valid, acc, res, prepared
-        if pending_write is not None:
-            pending_write.result()
-    if scored == 0:
+            del prepared, valid
+    if cells is None or scored == 0:
         raise SceneError(
             f"scene {scene.name!r} has no window with >= {config.min_valid_fraction:.0%} valid "
             f"pixels (nodata={scene.nodata}, {scene.nodata_source}); it is all nodata - check "
             "the file or pass --nodata / --min-valid"
         )
-    # ---- pass 2: normalise once per scene, polygons --------------------------------------
+    # ---- pass 2: per-pixel rasters from the lattice, normalised once; polygons ------------
+    scene_max = cells.scene_max()
     heat_tags = {"CAM_NORMALISATION": "relu(cam) / scene max of relu(cam) per class"}
     halo = config.sieve_px
     pieces: list[list[Piece]] = [[] for _ in range(n_classes)]
@@ -545,14 +482,20 @@ def _run(
             work_heat, n_classes, "float32", nodata=float("nan"), descriptions=names,
             tags=heat_tags, **grid,
         ) as heat_out,
-        rasterio.open(work_cam) as cam_in,
-        rasterio.open(work_prob) as prob_in,
-        rasterio.open(work_cls) as cls_in,
+        TiledWriter(
+            work_cls, 1, "uint8", nodata=NO_CLASS, colormap=colormap, tags=cls_tags, **grid
+        ) as cls_out,
+        rasterio.open(work_valid) as valid_in,
+        ExitStack() as stack,
     ):  # fmt: skip
         for i in range(n_classes):
             heat_out.update_band_tags(
                 i + 1, CLASS=names[i], CAM_SCENE_MAX=f"{float(scene_max[i]):.6g}"
             )
+        # Compress and write each block while the next one is polygonised.
+        writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-write")
+        stack.callback(writes.shutdown, cancel_futures=True)
+        pending_write: Future[None] | None = None
         blocks = iter_blocks(
             scene.height, scene.width, block_px, (), (), window_px, scene.transform
         )
@@ -560,15 +503,26 @@ def _run(
             r0, c0 = int(block.window.row_off), int(block.window.col_off)
             h, w = int(block.window.height), int(block.window.width)
             halo_win = Window(c0 - halo, r0 - halo, w + 2 * halo, h + 2 * halo)
-            raw = read_window(cam_in, halo_win)
-            prob = read_window(prob_in, halo_win)
-            cls = read_window(cls_in, halo_win, boundless_fill=NO_CLASS)[0]
-            heat = normalise(raw, scene_max)
+            valid = read_window(valid_in, halo_win, boundless_fill=0)[0] > 0
+            px = cells.render((r0 - halo, c0 - halo), (h + 2 * halo, w + 2 * halo))
+            covered = px.covered & valid
+            cls = class_map(px.cam, engine.bias, covered)
+            heat = normalise(px.cam, scene_max)
+            heat[:, ~covered] = np.nan
+            prob = px.prob
             inner = (slice(halo, halo + h), slice(halo, halo + w))
-            heat_out.write(block.window, heat[:, inner[0], inner[1]])
+            heat_in, cls_in = heat[:, inner[0], inner[1]], cls[inner]
+            class_pixels += np.bincount(
+                np.where(cls_in == NO_CLASS, n_classes, cls_in).ravel(), minlength=n_classes + 1
+            )
+            if pending_write is not None:
+                pending_write.result()  # the previous block's write (re-raises its error)
+            pending_write = writes.submit(
+                _write_block, block.window, heat_in, cls_in, heat_out, cls_out
+            )
             if config.preview:
-                preview.add((r0, c0), cls[inner], heat[:, inner[0], inner[1]])
-            t = timer.add("normalise", t)
+                preview.add((r0, c0), cls_in, heat_in)
+            t = timer.add("render", t)
             for c in range(n_classes):
                 mask = salient_mask(
                     heat[c], prob[c], cls, c, config.threshold, config.min_probability
@@ -579,6 +533,9 @@ def _run(
                 )
             t = timer.add("polygonize", t)
             yield Progress(scene.name, "blocks", b + 1, n_blocks)
+        if pending_write is not None:
+            pending_write.result()
+        t = timer.add("write", t)
     res_x, res_y = scene.res_xy
     polygons: list[SalientPolygon] = []
     for c in range(n_classes):
@@ -598,7 +555,7 @@ def _run(
     if config.preview:
         _preview(scene, bands, model, config, tmp, colours, preview)
         t = timer.add("preview", t)
-    for work in (work_cam, work_prob, work_cls, work_heat):
+    for work in (work_valid, work_cls, work_heat):
         work.unlink(missing_ok=True)
     model_s = timer.seconds.get("model", 0.0)
     valid_px = int(class_pixels[:n_classes].sum())
@@ -644,7 +601,7 @@ def _run(
             "scored": scored,
             "skipped_nodata": skipped,
             "per_second_model": round(scored / model_s, 2) if model_s > 0 else None,
-            "peak_cached": peak_cache,
+            "lattice_px": cells.lattice_px,
         },
         "blocks": n_blocks,
         "scene_max_cam": {n: float(scene_max[i]) for i, n in enumerate(names)},

@@ -1,15 +1,23 @@
-"""Stitch per-window CAMs and probabilities into per-block rasters (pure; no I/O).
+"""Stitch per-window CAMs and probabilities on a lattice of half feature cells (pure; no I/O).
 
-Each window's raw CAM (feature grid, e.g. 2 x 2 cells for 64 px) is upsampled bilinearly to the
-window, multiplied by a smooth window weight (``sin^2`` taper, which sums to a constant for
-stride = size / 2 and keeps seams invisible), and added to sum and weight accumulators
-(STYLE C8). Hits are counted in uint16. A block is finalised once every window touching it has
-been added: ``value = sum / weight``, NaN where no window landed or the scene is nodata.
-Raw values are kept; the scene is normalised once, later, from the per-class scene maxima.
+A window's raw CAM has one value per feature cell (ResNet50: 2 x 2 cells of 32 px for a 64 px
+window). Each window's CAM is upsampled bilinearly (as torch's ``align_corners=False``) to the
+centres of half cells (16 px for 64/32, or finer when the stride needs it: the lattice is
+``gcd(stride, cell / 2)``), multiplied by a ``sin^2`` taper that favours the window's centre and
+sums to a constant where windows overlap by half, and added to per-lattice-cell sums of CAM,
+probability and weight (STYLE C8). The lattice holds the whole scene yet stays small (a 10980 x
+10980 Sentinel-2 tile at 16 px: 688 x 688 cells, about 40 MB for 10 classes).
+
+Per-pixel rasters are rendered from the lattice on demand, for any window of the scene:
+bilinear interpolation between lattice cell centres, where uncovered cells take no part
+(normalised convolution), so values are seamless across blocks and never depend on the block
+size. Raw values are kept; the scene is normalised once, by the per-class maximum over the
+lattice (DESIGN.md).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,26 +25,26 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
+from .errors import ConfigError
+
 #: Class value written where a pixel has no class (nodata of ``classes.tif``).
 NO_CLASS = 255
 
+#: Finest lattice allowed (pixels): finer ones would hold the scene at near pixel resolution.
+MIN_LATTICE_PX = 8
+
 
 @lru_cache(maxsize=16)
-def window_weight(size_px: int) -> npt.NDArray[np.float32]:
-    """Smooth blending weight of a window, ``(rows, cols)`` float32, in (0, 1].
+def taper(samples: int) -> npt.NDArray[np.float32]:
+    """Blending weight along a window, ``sin^2(pi * (i + 0.5) / samples)``, in (0, 1].
 
-    ``w(i, j) = s(i) * s(j)`` with ``s(i) = sin^2(pi * (i + 0.5) / size_px)``: windows at half
-    overlap sum to a constant, and the edge pixels keep a small positive weight so a pixel covered
-    by one window only still gets its value.
-
-    Args:
-        size_px: window edge in pixels.
+    Windows at half overlap sum to a constant, and the edge samples keep a small positive
+    weight, so a place covered by one window only still gets its value.
     """
-    i = np.arange(size_px, dtype=np.float64)
-    s = np.sin(np.pi * (i + 0.5) / size_px) ** 2
-    w = np.outer(s, s).astype(np.float32)
-    w.setflags(write=False)
-    return w
+    i = np.arange(samples, dtype=np.float64)
+    out = (np.sin(np.pi * (i + 0.5) / samples) ** 2).astype(np.float32)
+    out.setflags(write=False)
+    return out
 
 
 @lru_cache(maxsize=16)
@@ -44,7 +52,7 @@ def upsample_matrix(out_px: int, in_cells: int) -> npt.NDArray[np.float32]:
     """Bilinear interpolation matrix ``(out_px, in_cells)`` (torch ``align_corners=False``).
 
     Args:
-        out_px: output length in pixels.
+        out_px: output length in samples.
         in_cells: input length in feature cells.
     """
     m = np.zeros((out_px, in_cells), dtype=np.float64)
@@ -61,127 +69,183 @@ def upsample_matrix(out_px: int, in_cells: int) -> npt.NDArray[np.float32]:
     return out
 
 
-def upsample_cams(cams: npt.NDArray[np.float32], size_px: int) -> npt.NDArray[np.float32]:
-    """Upsample raw CAMs from the feature grid to the window, bilinearly.
-
-    Args:
-        cams: ``(..., classes, cells_r, cells_c)`` float32.
-        size_px: window edge in pixels.
-
-    Returns:
-        ``(..., classes, size_px, size_px)`` float32.
-    """
-    mr = upsample_matrix(size_px, cams.shape[-2])
-    mc = upsample_matrix(size_px, cams.shape[-1])
-    out: npt.NDArray[np.float32] = np.einsum("rh,...hw,cw->...rc", mr, cams, mc, optimize=True)
-    return out.astype(np.float32, copy=False)
-
-
 @dataclass(frozen=True, slots=True)
-class BlockResult:
-    """A finalised block.
+class Rendered:
+    """Per-pixel rasters of one window of the scene.
 
     Attributes:
-        cam: ``(classes, rows, cols)`` float32 raw blended CAM; NaN where not covered.
-        prob: ``(classes, rows, cols)`` float32 blended window probabilities; NaN where not covered.
-        covered: ``(rows, cols)`` bool, True where at least one window landed and the scene is
-            valid.
-        hits: ``(rows, cols)`` uint16 number of windows that landed on each pixel.
+        cam: ``(classes, rows, cols)`` float32 raw stitched CAM; NaN where not covered.
+        prob: ``(classes, rows, cols)`` float32 stitched window probabilities; NaN where not
+            covered.
+        covered: ``(rows, cols)`` bool, True where the pixel's lattice cell has a window.
     """
 
     cam: npt.NDArray[np.float32]
     prob: npt.NDArray[np.float32]
     covered: npt.NDArray[np.bool_]
-    hits: npt.NDArray[np.uint16]
 
 
-class BlockAccumulator:
-    """Weighted sum and hit accumulators of one output block.
+@dataclass(frozen=True, slots=True)
+class _Axis:
+    """Interpolation of one axis: pixel -> two lattice cells and the weight of the second."""
+
+    lo: npt.NDArray[np.intp]
+    hi: npt.NDArray[np.intp]
+    frac: npt.NDArray[np.float32]
+    own: npt.NDArray[np.intp]  # the cell holding the pixel (clipped)
+    inside: npt.NDArray[np.bool_]  # the pixel lies on the lattice
+
+    @classmethod
+    def of(cls, start_px: int, n_px: int, origin_px: int, cell_px: int, n_cells: int) -> _Axis:
+        centre = np.arange(start_px, start_px + n_px, dtype=np.float64) + 0.5 - origin_px
+        u = centre / cell_px - 0.5
+        i0 = np.floor(u).astype(np.intp)
+        own = np.floor(centre / cell_px).astype(np.intp)
+        return cls(
+            lo=np.clip(i0, 0, n_cells - 1),
+            hi=np.clip(i0 + 1, 0, n_cells - 1),
+            frac=(u - i0).astype(np.float32),
+            own=np.clip(own, 0, n_cells - 1),
+            inside=(own >= 0) & (own < n_cells),
+        )
+
+
+def _lerp_rows(a: npt.NDArray[np.float32], ax: _Axis) -> npt.NDArray[np.float32]:
+    """Interpolate the second-to-last axis of ``a`` at the axis' pixels."""
+    f = ax.frac[:, None]
+    out: npt.NDArray[np.float32] = a[..., ax.lo, :] * (1 - f) + a[..., ax.hi, :] * f
+    return out
+
+
+def _lerp_cols(a: npt.NDArray[np.float32], ax: _Axis) -> npt.NDArray[np.float32]:
+    """Interpolate the last axis of ``a`` at the axis' pixels."""
+    out: npt.NDArray[np.float32] = a[..., ax.lo] * (1 - ax.frac) + a[..., ax.hi] * ax.frac
+    return out
+
+
+class CellGrid:
+    """Weighted sums of window CAMs and probabilities on the scene's lattice.
 
     Args:
         n_classes: number of classes.
-        origin_rc: (row, col) of the block's top-left pixel in the scene grid.
-        shape_rc: (rows, cols) of the block.
+        row_offsets: window top rows of the grid (scene pixels; may be negative).
+        col_offsets: window left columns of the grid.
+        window_px: window edge in pixels.
+        cells_rc: CAM cells per window (rows, cols), e.g. (2, 2).
+        stride_px: the grid's stride.
+
+    Raises:
+        ConfigError: the window does not split into half CAM cells of whole pixels, or the
+            stride and half cell share a lattice finer than :data:`MIN_LATTICE_PX`.
     """
 
     def __init__(
-        self, n_classes: int, origin_rc: tuple[int, int], shape_rc: tuple[int, int]
+        self,
+        n_classes: int,
+        row_offsets: Sequence[int],
+        col_offsets: Sequence[int],
+        window_px: int,
+        cells_rc: tuple[int, int],
+        stride_px: int,
     ) -> None:
-        rows, cols = shape_rc
-        self.origin_rc = origin_rc
-        self.shape_rc = shape_rc
-        self.cam_sum = np.zeros((n_classes, rows, cols), dtype=np.float32)
-        self.prob_sum = np.zeros((n_classes, rows, cols), dtype=np.float32)
-        self.weight_sum = np.zeros((rows, cols), dtype=np.float32)
-        self.hits = np.zeros((rows, cols), dtype=np.uint16)
+        cells = cells_rc[0]
+        if cells_rc[0] != cells_rc[1] or window_px % (2 * cells):
+            raise ConfigError(
+                f"`window_px`={window_px} does not split into halves of the model's {cells_rc[0]}"
+                f" x {cells_rc[1]} CAM cells of whole pixels; use a multiple of {2 * cells} "
+                "(e.g. 64 for ResNets)"
+            )
+        half_cell_px = window_px // (2 * cells)
+        self.lattice_px = math.gcd(stride_px, half_cell_px)
+        if self.lattice_px < MIN_LATTICE_PX:
+            raise ConfigError(
+                f"`stride_px`={stride_px} and the model's {2 * half_cell_px} px CAM cells share "
+                f"a lattice of {self.lattice_px} px; use a stride that is a multiple of "
+                f"{MIN_LATTICE_PX} (e.g. 32)"
+            )
+        self.samples = window_px // self.lattice_px  # lattice cells per window and axis
+        self._upsample = upsample_matrix(self.samples, cells)
+        self._weight = np.outer(taper(self.samples), taper(self.samples))
+        self.origin_rc = (min(row_offsets), min(col_offsets))
+        span_r = max(row_offsets) + window_px - self.origin_rc[0]
+        span_c = max(col_offsets) + window_px - self.origin_rc[1]
+        shape = (-(-span_r // self.lattice_px) + 1, -(-span_c // self.lattice_px) + 1)
+        self.cam_sum = np.zeros((n_classes, *shape), dtype=np.float32)
+        self.prob_sum = np.zeros((n_classes, *shape), dtype=np.float32)
+        self.weight_sum = np.zeros(shape, dtype=np.float32)
+        self.hits = np.zeros(shape, dtype=np.uint16)
+
+    def _index(self, origin_px: int, axis: int) -> int:
+        """Lattice cell of a window's first pixel.
+
+        Off-lattice windows (the ``inward`` grid's last row and column, shifted back from the
+        lattice to end at the scene's edge) snap forward, so the scene's edge stays covered.
+        """
+        return -(-(origin_px - self.origin_rc[axis]) // self.lattice_px)
 
     def add(
         self,
-        cam_px: npt.NDArray[np.float32],
-        prob: npt.NDArray[np.float32],
-        origin_rc: tuple[int, int],
+        cams: npt.NDArray[np.float32],
+        probs: npt.NDArray[np.float32],
+        origins_rc: Sequence[tuple[int, int]],
     ) -> None:
-        """Add one window; the parts outside the block are ignored.
+        """Add windows.
 
         Args:
-            cam_px: ``(classes, size, size)`` raw CAM upsampled to the window.
-            prob: ``(classes,)`` the window's probabilities.
-            origin_rc: (row, col) of the window's top-left pixel in the scene grid.
+            cams: ``(windows, classes, cells, cells)`` raw CAMs.
+            probs: ``(windows, classes)`` probabilities.
+            origins_rc: (row, col) of each window's top-left pixel in the scene grid.
         """
-        size = cam_px.shape[-1]
-        r0 = origin_rc[0] - self.origin_rc[0]
-        c0 = origin_rc[1] - self.origin_rc[1]
-        rows, cols = self.shape_rc
-        br0, bc0 = max(r0, 0), max(c0, 0)
-        br1, bc1 = min(r0 + size, rows), min(c0 + size, cols)
-        if br1 <= br0 or bc1 <= bc0:
-            return
-        wr = slice(br0 - r0, br1 - r0)
-        wc = slice(bc0 - c0, bc1 - c0)
-        weight = window_weight(size)[wr, wc]
-        dst = (slice(br0, br1), slice(bc0, bc1))
-        self.cam_sum[:, dst[0], dst[1]] += cam_px[:, wr, wc] * weight
-        self.prob_sum[:, dst[0], dst[1]] += prob[:, None, None] * weight
-        self.weight_sum[dst] += weight
-        self.hits[dst] += 1
+        u, w, n = self._upsample, self._weight, self.samples
+        weighted = np.einsum("rh,nkhw,cw->nkrc", u, cams, u, optimize=True) * w
+        for cam, prob, (r, c) in zip(weighted, probs, origins_rc, strict=True):
+            i, j = self._index(r, 0), self._index(c, 1)
+            self.cam_sum[:, i : i + n, j : j + n] += cam
+            self.prob_sum[:, i : i + n, j : j + n] += prob[:, None, None] * w
+            self.weight_sum[i : i + n, j : j + n] += w
+            self.hits[i : i + n, j : j + n] += 1
 
-    def finalise(self, valid: npt.NDArray[np.bool_] | None = None) -> BlockResult:
-        """Blend: sum / weight where covered, NaN elsewhere.
+    def scene_max(self) -> npt.NDArray[np.float32]:
+        """Per-class maximum of the ReLU'd stitched CAM over the covered cells, ``(classes,)``.
 
-        Args:
-            valid: ``(rows, cols)`` scene validity; invalid pixels become NaN too.
+        Interpolated pixels are convex combinations of cells, so no pixel exceeds it.
         """
         covered = self.hits > 0
-        if valid is not None:
-            covered &= valid
-        cam = np.full_like(self.cam_sum, np.nan)
-        prob = np.full_like(self.prob_sum, np.nan)
-        np.divide(self.cam_sum, self.weight_sum, out=cam, where=covered[None])
-        np.divide(self.prob_sum, self.weight_sum, out=prob, where=covered[None])
-        return BlockResult(cam=cam, prob=prob, covered=covered, hits=self.hits.copy())
+        mean = self.cam_sum / np.where(covered, self.weight_sum, 1.0)
+        out: npt.NDArray[np.float32] = np.max(
+            np.where(covered, mean, 0.0), axis=(1, 2), initial=0.0
+        ).astype(np.float32)
+        return out
 
+    def render(self, origin_rc: tuple[int, int], shape_rc: tuple[int, int]) -> Rendered:
+        """Per-pixel CAM and probabilities of a window of the scene grid (may overhang it).
 
-def stitch_tiles(
-    cams: npt.NDArray[np.float32],
-    probs: npt.NDArray[np.float32],
-    origins_rc: Sequence[tuple[int, int]],
-    shape_rc: tuple[int, int],
-    size_px: int,
-) -> BlockResult:
-    """Stitch windows into one raster covering ``shape_rc`` (small scenes and tests).
-
-    Args:
-        cams: ``(windows, classes, cells_r, cells_c)`` raw CAMs.
-        probs: ``(windows, classes)`` probabilities.
-        origins_rc: (row, col) of each window in the grid.
-        shape_rc: (rows, cols) of the output.
-        size_px: window edge in pixels.
-    """
-    acc = BlockAccumulator(cams.shape[1], (0, 0), shape_rc)
-    up = upsample_cams(cams, size_px)
-    for k, origin in enumerate(origins_rc):
-        acc.add(up[k], probs[k], origin)
-    return acc.finalise()
+        Args:
+            origin_rc: (row, col) of the window's top-left pixel in the scene grid.
+            shape_rc: (rows, cols) of the window.
+        """
+        rows = _Axis.of(origin_rc[0], shape_rc[0], self.origin_rc[0], self.lattice_px,
+                        self.hits.shape[0])  # fmt: skip
+        cols = _Axis.of(origin_rc[1], shape_rc[1], self.origin_rc[1], self.lattice_px,
+                        self.hits.shape[1])  # fmt: skip
+        # Only the lattice cells this window reads.
+        r0, r1 = int(rows.lo.min()), int(rows.hi.max()) + 1
+        c0, c1 = int(cols.lo.min()), int(cols.hi.max()) + 1
+        rows = _Axis(rows.lo - r0, rows.hi - r0, rows.frac, rows.own - r0, rows.inside)
+        cols = _Axis(cols.lo - c0, cols.hi - c0, cols.frac, cols.own - c0, cols.inside)
+        hits = self.hits[r0:r1, c0:c1]
+        weight = (hits > 0).astype(np.float32)
+        scale = (weight / np.where(hits > 0, self.weight_sum[r0:r1, c0:c1], 1.0)).astype(np.float32)
+        w_px = _lerp_cols(_lerp_rows(weight, rows), cols)
+        covered = (hits[rows.own][:, cols.own] > 0) & rows.inside[:, None] & cols.inside[None, :]
+        denom = np.where(covered, w_px, 1.0)
+        out = []
+        for total in (self.cam_sum, self.prob_sum):
+            mean = total[:, r0:r1, c0:c1] * scale
+            value = _lerp_cols(_lerp_rows(mean, rows), cols) / denom
+            value[:, ~covered] = np.nan
+            out.append(value.astype(np.float32, copy=False))
+        return Rendered(cam=out[0], prob=out[1], covered=covered)
 
 
 def class_map(
@@ -192,7 +256,7 @@ def class_map(
     """Winning class per pixel from the local logits ``CAM_c + b_c`` (their window mean is the logit).
 
     Args:
-        cam: ``(classes, rows, cols)`` raw blended CAM.
+        cam: ``(classes, rows, cols)`` raw stitched CAM.
         bias: ``(classes,)`` the linear head's bias.
         covered: ``(rows, cols)`` pixels that have a value.
 
@@ -205,28 +269,13 @@ def class_map(
     return out
 
 
-def running_max(
-    current: npt.NDArray[np.float32], cam: npt.NDArray[np.float32]
-) -> npt.NDArray[np.float32]:
-    """Update the per-class scene maximum of the ReLU'd CAM with a block.
-
-    Args:
-        current: ``(classes,)`` maxima so far.
-        cam: ``(classes, rows, cols)`` raw blended CAM (NaN where not covered).
-    """
-    flat = cam.reshape(cam.shape[0], -1)
-    block = np.max(np.where(np.isnan(flat), 0.0, flat), axis=1, initial=0.0)
-    out: npt.NDArray[np.float32] = np.maximum(current, block).astype(np.float32)
-    return out
-
-
 def normalise(
     cam: npt.NDArray[np.float32], scene_max: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]:
     """Scene-normalised heat: ``relu(cam) / scene_max`` per class, in [0, 1]; NaN stays NaN.
 
     Args:
-        cam: ``(classes, rows, cols)`` raw blended CAM.
+        cam: ``(classes, rows, cols)`` raw stitched CAM.
         scene_max: ``(classes,)`` per-class maximum of the ReLU'd CAM over the whole scene.
     """
     denom = np.where(scene_max > 0, scene_max, 1.0).astype(np.float32)[:, None, None]

@@ -5,76 +5,109 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from geocam.stitch import (
-    NO_CLASS,
-    BlockAccumulator,
-    class_map,
-    normalise,
-    running_max,
-    stitch_tiles,
-    upsample_cams,
-    upsample_matrix,
-    window_weight,
-)
+from geocam.errors import ConfigError
+from geocam.stitch import NO_CLASS, CellGrid, class_map, normalise, taper, upsample_matrix
 from geocam.tiling import grid_offsets
 
 
-@pytest.mark.parametrize(
-    ("height", "width", "size", "stride"),
-    [(96, 128, 64, 32), (100, 130, 64, 32), (97, 131, 64, 64), (64, 64, 64, 32)],
-)
-def test_constant_cam_stitches_to_constant(height: int, width: int, size: int, stride: int) -> None:
-    rows, cols = grid_offsets(height, width, size, stride)
+def _grid(
+    shape_rc: tuple[int, int],
+    size: int,
+    stride: int,
+    cams: float | None = None,
+    grid: str = "torchgeo",
+) -> tuple[CellGrid, list[tuple[int, int]]]:
+    rows, cols = grid_offsets(shape_rc[0], shape_rc[1], size, stride, grid)
     origins = [(r, c) for r in rows for c in cols]
-    cams = np.full((len(origins), 3, 2, 2), 1.5, dtype=np.float32)
-    probs = np.tile(np.array([0.2, 0.3, 0.5], dtype=np.float32), (len(origins), 1))
-    res = stitch_tiles(cams, probs, origins, (height, width), size)
-    assert res.hits.dtype == np.uint16 and res.hits.min() >= 1
-    assert res.covered.all()
-    np.testing.assert_allclose(res.cam, 1.5, rtol=1e-5)
-    np.testing.assert_allclose(res.prob[2], 0.5, rtol=1e-5)
+    cells = CellGrid(3, rows, cols, size, (size // 32, size // 32), stride)
+    if cams is not None:
+        n = len(origins)
+        cells.add(
+            np.full((n, 3, size // 32, size // 32), cams, np.float32),
+            np.tile(np.array([0.2, 0.3, 0.5], np.float32), (n, 1)),
+            origins,
+        )
+    return cells, origins
 
 
-def test_uncovered_and_invalid_pixels_are_nan() -> None:
-    acc = BlockAccumulator(2, (0, 0), (10, 10))
-    acc.add(np.ones((2, 4, 4), np.float32), np.array([0.4, 0.6], np.float32), (2, 3))
-    valid = np.ones((10, 10), bool)
-    valid[2, 3] = False
-    res = acc.finalise(valid)
-    assert np.isnan(res.cam[:, 0, 0]).all() and np.isnan(res.cam[:, 2, 3]).all()
-    assert res.covered.sum() == 15
-    np.testing.assert_allclose(res.cam[:, 3:6, 4:7], 1.0)
+@pytest.mark.parametrize(
+    ("height", "width", "size", "stride", "grid"),
+    [
+        (96, 128, 64, 32, "torchgeo"),
+        (100, 130, 64, 32, "torchgeo"),
+        (97, 131, 64, 64, "torchgeo"),
+        (64, 64, 64, 32, "torchgeo"),
+        (100, 140, 64, 16, "torchgeo"),
+        (100, 140, 64, 48, "torchgeo"),
+        (100, 139, 64, 32, "inward"),
+    ],
+)
+def test_constant_cam_stitches_to_constant(
+    height: int, width: int, size: int, stride: int, grid: str
+) -> None:
+    cells, _ = _grid((height, width), size, stride, cams=1.5, grid=grid)
+    px = cells.render((0, 0), (height, width))
+    assert px.covered.all()
+    np.testing.assert_allclose(px.cam, 1.5, rtol=1e-5)
+    np.testing.assert_allclose(px.prob[2], 0.5, rtol=1e-5)
+    np.testing.assert_allclose(cells.scene_max(), 1.5, rtol=1e-5)
 
 
-def test_window_outside_block_is_ignored_and_clipped() -> None:
-    acc = BlockAccumulator(1, (10, 10), (8, 8))
-    acc.add(np.full((1, 4, 4), 2.0, np.float32), np.ones(1, np.float32), (0, 0))  # outside
-    acc.add(np.full((1, 4, 4), 2.0, np.float32), np.ones(1, np.float32), (8, 16))  # partly inside
-    assert acc.hits.sum() == 2 * 2
-    assert acc.hits[:2, 6:].all()
-
-
-@pytest.mark.parametrize(("out_px", "cells"), [(64, 2), (32, 1), (96, 3), (64, 4)])
-def test_upsample_matches_torch_bilinear(out_px: int, cells: int) -> None:
+def test_one_window_per_place_renders_like_torch_bilinear() -> None:
+    # Non-overlapping 64 px windows: each 16 px lattice cell holds one window's bilinear sample,
+    # and pixels interpolate between them: like upsampling the lattice with torch.
     rng = np.random.default_rng(0)
-    cams = rng.normal(size=(2, 5, cells, cells)).astype(np.float32)
-    ours = upsample_cams(cams, out_px)
-    ref = F.interpolate(
-        torch.from_numpy(cams), size=(out_px, out_px), mode="bilinear", align_corners=False
+    cells, origins = _grid((128, 192), 64, 64)
+    cams = rng.normal(size=(len(origins), 3, 2, 2)).astype(np.float32)
+    cells.add(cams, np.full((len(origins), 3), 1 / 3, np.float32), origins)
+    lattice = cells.cam_sum[:, :8, :12] / cells.weight_sum[:8, :12]  # 128 x 192 px / 16 px
+    px = cells.render((0, 0), (128, 192))
+    ref = F.interpolate(torch.from_numpy(lattice[None]), scale_factor=16, mode="bilinear")
+    np.testing.assert_allclose(px.cam, ref[0, :, :128, :192].numpy(), atol=1e-5)
+
+
+def test_render_does_not_depend_on_the_block() -> None:
+    rng = np.random.default_rng(1)
+    cells, origins = _grid((150, 200), 64, 32)
+    cells.add(
+        rng.normal(size=(len(origins), 3, 2, 2)).astype(np.float32),
+        rng.random((len(origins), 3)).astype(np.float32),
+        origins,
     )
-    np.testing.assert_allclose(ours, ref.numpy(), atol=1e-5)
-    np.testing.assert_allclose(upsample_matrix(out_px, cells).sum(axis=1), 1.0, atol=1e-6)
+    whole = cells.render((-5, -7), (160, 215))
+    parts = [cells.render((-5, c), (160, w)) for c, w in ((-7, 50), (43, 77), (120, 88))]
+    np.testing.assert_allclose(np.concatenate([p.cam for p in parts], axis=2), whole.cam)
+    np.testing.assert_array_equal(np.concatenate([p.covered for p in parts], axis=1), whole.covered)
 
 
-def test_window_weight_half_overlap_is_flat() -> None:
-    w = window_weight(64)
-    assert w.min() > 0 and w.max() <= 1
-    total = np.zeros((128, 128), np.float32)
-    for r in range(0, 96, 32):
-        for c in range(0, 96, 32):
-            total[r : r + 64, c : c + 64] += w
-    inner = total[32:96, 32:96]
-    np.testing.assert_allclose(inner, inner.mean(), rtol=1e-4)
+def test_uncovered_cells_are_nan_and_do_not_bleed() -> None:
+    cells, origins = _grid((64, 192), 64, 64)
+    kept = [o for o in origins if o[1] != 64]  # the middle window is missing
+    cells.add(np.full((len(kept), 3, 2, 2), 2.0, np.float32), np.ones((len(kept), 3)), kept)
+    px = cells.render((0, 0), (64, 192))
+    assert not px.covered[:, 64:128].any() and px.covered[:, :64].all()
+    assert np.isnan(px.cam[:, :, 64:128]).all()
+    np.testing.assert_allclose(px.cam[:, :, :64], 2.0, rtol=1e-6)  # no zeros from the gap
+    assert cells.render((200, 300), (4, 4)).covered.sum() == 0  # far outside the lattice
+
+
+def test_grid_errors_name_the_fix() -> None:
+    with pytest.raises(ConfigError, match="window_px"):
+        CellGrid(3, [0], [0], 70, (2, 2), 32)
+    with pytest.raises(ConfigError, match="stride"):
+        CellGrid(3, [0], [0], 64, (2, 2), 20)
+
+
+def test_taper_and_upsample_matrix() -> None:
+    t = taper(4)
+    assert t.min() > 0 and t.max() <= 1
+    np.testing.assert_allclose(t[:2] + t[2:], 1.0, rtol=1e-6)  # half overlap sums to 1
+    rng = np.random.default_rng(0)
+    cams = rng.normal(size=(2, 5, 2, 2)).astype(np.float32)
+    m = upsample_matrix(4, 2)
+    ours = np.einsum("rh,nkhw,cw->nkrc", m, cams, m)
+    ref = F.interpolate(torch.from_numpy(cams), size=(4, 4), mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(ours, ref.numpy(), atol=1e-6)
 
 
 def test_class_map_uses_local_logits() -> None:
@@ -87,10 +120,15 @@ def test_class_map_uses_local_logits() -> None:
 
 
 def test_normalise_once_per_scene() -> None:
-    a = np.array([[[1.0, -2.0]], [[0.0, 0.0]]], np.float32)
-    b = np.array([[[4.0, np.nan]], [[0.0, 0.0]]], np.float32)
-    m = running_max(running_max(np.zeros(2, np.float32), a), b)
-    assert m.tolist() == [4.0, 0.0]
+    cells, origins = _grid((64, 128), 64, 64)
+    cams = np.zeros((2, 3, 2, 2), np.float32)
+    cams[0, 0] = 1.0
+    cams[1, 0] = 4.0
+    cams[1, 1] = -2.0
+    cells.add(cams, np.ones((2, 3), np.float32), origins)
+    m = cells.scene_max()
+    assert m.tolist() == [4.0, 0.0, 0.0]
+    a = np.array([[[1.0, -2.0]], [[0.0, 0.0]], [[np.nan, 1.0]]], np.float32)
     n = normalise(a, m)
     assert n[0].tolist() == [[0.25, 0.0]] and n[1].tolist() == [[0.0, 0.0]]
-    assert np.isnan(normalise(b, m)[0, 0, 1])
+    assert np.isnan(n[2, 0, 0])
