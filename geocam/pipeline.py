@@ -19,6 +19,7 @@ import platform
 import shutil
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -350,18 +351,67 @@ def _prepare(
     return _Prepared(block, region, dn, valid, todo, image)
 
 
-def _one_ahead[T, U](
-    items: Iterator[T], fn: Callable[[T], U], pool: ThreadPoolExecutor
+def _ahead[T, U](
+    items: Iterator[T], fn: Callable[[T], U], pool: ThreadPoolExecutor, depth: int = 1
 ) -> Iterator[U]:
-    """``map(fn, items)`` with the next result computed in ``pool`` while this one is used."""
-    pending: Future[U] | None = None
+    """``map(fn, items)`` in order, ``depth`` results computed in ``pool`` ahead of the one in use.
+
+    Memory stays bounded by ``depth + 1`` results.
+    """
+    pending: deque[Future[U]] = deque()
     for item in items:
-        nxt = pool.submit(fn, item)
-        if pending is not None:
-            yield pending.result()
-        pending = nxt
-    if pending is not None:
-        yield pending.result()
+        pending.append(pool.submit(fn, item))
+        if len(pending) > depth:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+@dataclass(slots=True)
+class _Finished:
+    """A block's final rasters and polygon pieces (pass 2)."""
+
+    heat: npt.NDArray[np.float32]
+    cls: npt.NDArray[np.uint8]
+    pieces: list[list[Piece]]
+    seconds: dict[str, float]
+
+
+def _finish_block(
+    block: Block,
+    valid: npt.NDArray[np.bool_],
+    cells: CellGrid,
+    scene_max: npt.NDArray[np.float32],
+    bias: npt.NDArray[np.float32],
+    config: SceneConfig,
+) -> _Finished:
+    """Render a block from the lattice, normalise it, and polygonise its salient pixels.
+
+    The block is rendered with a halo of ``sieve_px`` (``valid`` covers block and halo), so that
+    sieving does not depend on the blocks.
+    """
+    t0 = time.perf_counter()
+    halo = config.sieve_px
+    r0, c0 = int(block.window.row_off), int(block.window.col_off)
+    h, w = int(block.window.height), int(block.window.width)
+    px = cells.render((r0 - halo, c0 - halo), (h + 2 * halo, w + 2 * halo))
+    covered = px.covered & valid
+    cls = class_map(px.cam, bias, covered)
+    heat = normalise(px.cam, scene_max)
+    heat[:, ~covered] = np.nan
+    inner = (slice(halo, halo + h), slice(halo, halo + w))
+    t1 = time.perf_counter()
+    pieces = []
+    for c in range(len(bias)):
+        mask = salient_mask(heat[c], px.prob[c], cls, c, config.threshold, config.min_probability)
+        mask = sieve_mask(mask, config.sieve_px)[inner]
+        pieces.append(block_pieces(mask, heat[c][inner], px.prob[c][inner], block.transform))
+    return _Finished(
+        heat=heat[:, inner[0], inner[1]],
+        cls=cls[inner],
+        pieces=pieces,
+        seconds={"render": t1 - t0, "polygonize": time.perf_counter() - t1},
+    )
 
 
 def _write_block(
@@ -433,7 +483,7 @@ def _run(
         # from two threads at once.
         reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-read")
         stack.callback(reads.shutdown, cancel_futures=True)
-        for prepared in _one_ahead(blocks, prepare, reads):
+        for prepared in _ahead(blocks, prepare, reads):
             block, region, valid = prepared.block, prepared.region, prepared.valid
             t = timer.add("read", t)
             rr, rc = int(region.row_off), int(region.col_off)
@@ -492,50 +542,43 @@ def _run(
             heat_out.update_band_tags(
                 i + 1, CLASS=names[i], CAM_SCENE_MAX=f"{float(scene_max[i]):.6g}"
             )
-        # Compress and write each block while the next one is polygonised.
+        # Each finished block is compressed and written in the background while the next one
+        # is rendered and polygonised.
         writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-write")
         stack.callback(writes.shutdown, cancel_futures=True)
         pending_write: Future[None] | None = None
+
         blocks = iter_blocks(
             scene.height, scene.width, block_px, (), (), window_px, scene.transform
         )
+        t_pass2 = time.perf_counter()
         for b, block in enumerate(blocks):
-            r0, c0 = int(block.window.row_off), int(block.window.col_off)
-            h, w = int(block.window.height), int(block.window.width)
+            window = block.window
+            r0, c0 = int(window.row_off), int(window.col_off)
+            h, w = int(window.height), int(window.width)
             halo_win = Window(c0 - halo, r0 - halo, w + 2 * halo, h + 2 * halo)
             valid = read_window(valid_in, halo_win, boundless_fill=0)[0] > 0
-            px = cells.render((r0 - halo, c0 - halo), (h + 2 * halo, w + 2 * halo))
-            covered = px.covered & valid
-            cls = class_map(px.cam, engine.bias, covered)
-            heat = normalise(px.cam, scene_max)
-            heat[:, ~covered] = np.nan
-            prob = px.prob
-            inner = (slice(halo, halo + h), slice(halo, halo + w))
-            heat_in, cls_in = heat[:, inner[0], inner[1]], cls[inner]
+            done_block = _finish_block(block, valid, cells, scene_max, engine.bias, config)
             class_pixels += np.bincount(
-                np.where(cls_in == NO_CLASS, n_classes, cls_in).ravel(), minlength=n_classes + 1
+                np.where(done_block.cls == NO_CLASS, n_classes, done_block.cls).ravel(),
+                minlength=n_classes + 1,
             )
             if pending_write is not None:
                 pending_write.result()  # the previous block's write (re-raises its error)
             pending_write = writes.submit(
-                _write_block, block.window, heat_in, cls_in, heat_out, cls_out
+                _write_block, window, done_block.heat, done_block.cls, heat_out, cls_out
             )
             if config.preview:
-                preview.add((r0, c0), cls_in, heat_in)
-            t = timer.add("render", t)
+                preview.add((r0, c0), done_block.cls, done_block.heat)
             for c in range(n_classes):
-                mask = salient_mask(
-                    heat[c], prob[c], cls, c, config.threshold, config.min_probability
-                )
-                mask = sieve_mask(mask, config.sieve_px)[inner]
-                pieces[c].extend(
-                    block_pieces(mask, heat[c][inner], prob[c][inner], block.transform)
-                )
-            t = timer.add("polygonize", t)
+                pieces[c].extend(done_block.pieces[c])
+            for key, seconds in done_block.seconds.items():
+                timer.seconds[key] = timer.seconds.get(key, 0.0) + seconds
             yield Progress(scene.name, "blocks", b + 1, n_blocks)
+            t = time.perf_counter()
         if pending_write is not None:
             pending_write.result()
-        t = timer.add("write", t)
+        t = timer.add("pass2", t_pass2)
     res_x, res_y = scene.res_xy
     polygons: list[SalientPolygon] = []
     for c in range(n_classes):
