@@ -265,11 +265,7 @@ def load_model(
     with torch.device("meta"):
         net = build_inference_net(card.architecture, len(card.bands), len(card.classes))
     with safe_open(str(path), framework="pt") as f:
-        state = {
-            k: (v.to(dtype) if v.is_floating_point() else v).to(device)
-            for k in f.keys()  # noqa: SIM118 - safe_open handle
-            for v in (f.get_tensor(k),)
-        }
+        state = {k: _for_inference(f.get_tensor(k), device, dtype) for k in f.keys()}  # noqa: SIM118 - safe_open handle
     try:
         net.load_state_dict(state, assign=True)
     except RuntimeError as err:
@@ -279,6 +275,18 @@ def load_model(
         ) from err
     net.eval().to(device)
     return GeocamModel(net=net, card=card, sha256=file_sha256(path))
+
+
+def _for_inference(t: torch.Tensor, device: str | torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A weight in the inference dtype, conv kernels channels-last (the engines' layout).
+
+    Converting the layout later would briefly hold a second copy of every kernel.
+    """
+    if t.is_floating_point():
+        t = t.to(dtype)
+    if t.ndim == 4:
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t.to(device)
 
 
 def file_sha256(path: Path) -> str:
