@@ -230,6 +230,11 @@ def _split_bands(value: str | None) -> tuple[str, ...] | None:
     type=float,
     help="Weight of the mosaic loss that makes dense scene runs agree with exact ones (0: off).",
 )
+@click.option(
+    "--consistency-weight",
+    type=float,
+    help="Weight of the loss matching mosaic (dense) CAMs to each window's own (exact) CAM.",
+)
 @click.option("--workers", "num_workers", type=int, help="DataLoader workers.")
 @click.option("--threads", type=int, help="torch CPU threads.")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]))

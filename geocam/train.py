@@ -56,6 +56,7 @@ class EuroSATClassification(Classification):
         label_smoothing: float = 0.1,
         context_weight: float = 0.0,
         mosaic_grid: int = 3,
+        consistency_weight: float = 0.0,
     ) -> None:
         """Create the task; arguments are saved as Lightning hyper-parameters.
 
@@ -71,7 +72,9 @@ class EuroSATClassification(Classification):
             label_smoothing: cross-entropy label smoothing.
             context_weight: weight of the mosaic (context) loss; 0 disables it. See
                 :meth:`mosaic_loss`.
-            mosaic_grid: patches per mosaic side for the context loss.
+            mosaic_grid: patches per mosaic side for the context and consistency losses.
+            consistency_weight: weight of the dense-exact consistency loss; 0 disables it. See
+                :meth:`consistency_loss`. When on, batch norms keep their running statistics.
         """
         super().__init__(
             model=model,
@@ -101,6 +104,81 @@ class EuroSATClassification(Classification):
             context = self.mosaic_loss(batch["image"], batch["label"])
             self.log("train_context_loss", context, batch_size=batch["image"].shape[0])
             loss = loss + weight * context
+        weight = float(self.hparams.get("consistency_weight", 0.0))
+        if weight > 0:
+            consistency = self.consistency_loss(batch["image"])
+            self.log("train_consistency_loss", consistency, batch_size=batch["image"].shape[0])
+            loss = loss + weight * consistency
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        """Keep batch norms on their running statistics while the consistency loss is on.
+
+        The loss compares one forward pass over mosaics with another over windows cut from
+        them; with per-batch statistics the two would be normalised differently (and neither as
+        at inference).
+        """
+        if float(self.hparams.get("consistency_weight", 0.0)) > 0:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    def _mosaics(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Random patches tiled ``mosaic_grid`` x ``mosaic_grid`` into images; their indices.
+
+        The indices are row-major within each mosaic.
+        """
+        k = int(self.hparams["mosaic_grid"])
+        n = (images.shape[0] // (k * k)) * k * k
+        pick = torch.randperm(images.shape[0], device=images.device)[:n]
+        x = images[pick]
+        _, bands, rows, cols = x.shape
+        m = n // (k * k)
+        mosaic = (
+            x.view(m, k, k, bands, rows, cols)
+            .permute(0, 3, 1, 4, 2, 5)
+            .reshape(m, bands, k * rows, k * cols)
+            .contiguous(memory_format=torch.channels_last)
+        )
+        return mosaic, pick
+
+    def consistency_loss(self, images: Tensor) -> Tensor:
+        """Make each window's cells of a mosaic's CAM match the window's own CAM.
+
+        The backbone runs once over each mosaic (as the dense scene engine runs over a block),
+        and, without gradient, once over every patch-sized window at half-patch steps inside it,
+        each window alone with zero padding (as the exact engine and training see them). The
+        loss is the mean squared difference of the two CAMs on each window's cells, over the
+        mean square of the exact CAMs. Minimising it makes dense runs agree with exact runs,
+        straddling windows included, which is what ``benchmarks/scene_speed.py`` measures.
+
+        Args:
+            images: (batch, bands, rows, cols) normalised patches.
+        """
+        mosaic, _ = self._mosaics(images)
+        if mosaic.shape[0] == 0:
+            return images.new_zeros(())
+        head = self.model.get_classifier()
+        dense = torch.einsum("kc,mchw->mkhw", head.weight, self.model.forward_features(mosaic))
+        win = images.shape[-1]
+        cell = mosaic.shape[-1] // dense.shape[-1]
+        offsets = range(0, mosaic.shape[-1] - win + 1, win // 2)
+        student = torch.stack(
+            [
+                dense[:, :, r // cell : (r + win) // cell, c // cell : (c + win) // cell]
+                for r in offsets
+                for c in offsets
+            ],
+            dim=1,
+        ).flatten(0, 1)
+        with torch.no_grad():
+            crops = torch.stack(
+                [mosaic[:, :, r : r + win, c : c + win] for r in offsets for c in offsets], dim=1
+            ).flatten(0, 1)
+            feats = self.model.forward_features(crops.contiguous(memory_format=torch.channels_last))
+            teacher = torch.einsum("kc,nchw->nkhw", head.weight, feats)
+        scale = teacher.float().pow(2).mean().clamp_min(1e-6)
+        loss: Tensor = (student.float() - teacher.float()).pow(2).mean() / scale
         return loss
 
     def mosaic_loss(self, images: Tensor, labels: Tensor) -> Tensor:
@@ -118,19 +196,11 @@ class EuroSATClassification(Classification):
             labels: (batch,) class indices.
         """
         k = int(self.hparams["mosaic_grid"])
-        n = (images.shape[0] // (k * k)) * k * k
-        if n == 0:
+        mosaic, pick = self._mosaics(images)
+        y = labels[pick]
+        n, m = y.shape[0], mosaic.shape[0]
+        if m == 0:
             return images.new_zeros(())
-        pick = torch.randperm(images.shape[0], device=images.device)[:n]
-        x, y = images[pick], labels[pick]
-        _, bands, rows, cols = x.shape
-        m = n // (k * k)
-        mosaic = (
-            x.view(m, k, k, bands, rows, cols)
-            .permute(0, 3, 1, 4, 2, 5)
-            .reshape(m, bands, k * rows, k * cols)
-            .contiguous(memory_format=torch.channels_last)
-        )
         feats = self.model.forward_features(mosaic)
         ch, fr, fc = feats.shape[1], feats.shape[2] // k, feats.shape[3] // k
         pooled = feats.reshape(m, ch, k, fr, k, fc).mean(dim=(3, 5))
@@ -186,6 +256,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     context_weight: float = 0.0
     mosaic_grid: int = 3
+    consistency_weight: float = 0.0
     seed: int = 0
     num_workers: int = 2
     threads: int | None = None
@@ -279,6 +350,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         label_smoothing=cfg.label_smoothing,
         context_weight=cfg.context_weight,
         mosaic_grid=cfg.mosaic_grid,
+        consistency_weight=cfg.consistency_weight,
     )
     task.model.to(memory_format=torch.channels_last)
     precision = lightning_precision(cfg.precision, cfg.accelerator)
@@ -335,6 +407,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             "label_smoothing": cfg.label_smoothing,
             "context_weight": cfg.context_weight,
             "mosaic_grid": cfg.mosaic_grid,
+            "consistency_weight": cfg.consistency_weight,
             "precision": precision,
             "accelerator": str(trainer.accelerator.__class__.__name__),
             "wall_time_s_last_session": round(wall_s, 1),

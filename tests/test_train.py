@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from test_data import SHARED, build_real_ms_root, write_ms_root, write_rgb_tree
 
@@ -171,3 +172,44 @@ def test_batch_larger_than_the_training_set_still_trains(tmp_path):
             "--out", str(out), "--precision", "fp32"])  # fmt: skip
     # torchgeo drops the last partial batch: without shrinking the batch no step would run
     assert json.loads((out / "summary.json").read_text())["epochs"] == 1
+
+
+class _PatchLocal(torch.nn.Module):
+    """Feature cells that see only their own 32 x 32 px: dense and exact CAMs are equal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Conv2d(3, 8, 32, stride=32)
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def get_classifier(self) -> torch.nn.Linear:
+        return self.fc
+
+
+def test_consistency_loss_is_zero_when_cells_are_local_and_training_lowers_it() -> None:
+    from geocam.train import EuroSATClassification
+
+    torch.manual_seed(0)
+    images = torch.randn(18, 3, 64, 64)  # two 3 x 3 mosaics
+    task = EuroSATClassification(model="resnet18", consistency_weight=1.0)
+    task.configure_models()
+    resnet = task.model
+    task.model = _PatchLocal()
+    assert task.consistency_loss(images).item() < 1e-10
+    task.model = resnet.eval()  # batch norms on running statistics, as in training with it
+
+    def loss() -> torch.Tensor:
+        torch.manual_seed(1)  # the same mosaics every time
+        return task.consistency_loss(images)
+
+    before = loss().item()
+    assert before > 0.01  # zero padding vs neighbours: a real ResNet's cells see context
+    optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-3)
+    for _ in range(10):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    assert loss().item() < 0.9 * before
