@@ -1,7 +1,7 @@
 """Peak memory of `geocam run` on a big synthetic scene next to the Havel scene.
 
 Streaming by blocks must keep peak memory independent of the scene size: an 8000 x 8000 px,
-13-band scene should run within 1.2x the peak RSS of the 1536 x 768 Havel scene. Each run is a
+13-band scene should run within 1.1x (10 %) the peak RSS of the 1536 x 768 Havel scene. Each run is a
 separate `geocam run` process; its peak RSS is the child's ``ru_maxrss`` from ``os.wait4``.
 
 The synthetic scene is the Havel scene mirrored and repeated to 8000 x 8000 px (real content,
@@ -92,6 +92,8 @@ def main() -> None:
     args = parser.parse_args()
     if not HAVEL.exists() or not args.model.exists():
         raise SystemExit(f"needs {HAVEL} and {args.model}")
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp_str:
         tmp = Path(tmp_str)
         big = tmp / f"synthetic_{args.size}x{args.size}_13band.tif"
@@ -108,7 +110,7 @@ def main() -> None:
     print(
         f"peak RSS: {small['shape_rows_cols_bands']} {small['peak_rss_mb']} MB, "
         f"{large['shape_rows_cols_bands']} {large['peak_rss_mb']} MB, ratio {ratio:.3f} "
-        f"({'within' if ratio <= 1.2 else 'ABOVE'} 1.2x)"
+        f"({'within' if ratio <= 1.1 else 'ABOVE'} 1.1x)"
     )
 
 
