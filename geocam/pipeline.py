@@ -41,6 +41,7 @@ from .export import polygons_frame, write_geojson, write_gpkg, write_json, write
 from .model import GeocamModel, ModelCard, load_model
 from .polygonize import Piece, SalientPolygon, block_pieces, merge_pieces, salient_mask, sieve_mask
 from .raster import (
+    PyramidWriter,
     TiledWriter,
     class_colours,
     read_window,
@@ -418,7 +419,7 @@ def _write_block(
     window: Window,
     heat: npt.NDArray[np.float32],
     cls: npt.NDArray[np.uint8],
-    heat_out: TiledWriter,
+    heat_out: PyramidWriter,
     cls_out: TiledWriter,
 ) -> None:
     heat_out.write(window, heat)
@@ -528,9 +529,9 @@ def _run(
     pieces: list[list[Piece]] = [[] for _ in range(n_classes)]
     preview = _PreviewGrid.for_scene(scene.shape_rc, config.preview_px)
     with (
-        TiledWriter(
-            work_heat, n_classes, "float32", nodata=float("nan"), descriptions=names,
-            tags=heat_tags, **grid,
+        PyramidWriter(
+            work_heat, n_classes, block_px=block_px, descriptions=names, tags=heat_tags,
+            overviews=config.overviews, **grid,
         ) as heat_out,
         TiledWriter(
             work_cls, 1, "uint8", nodata=NO_CLASS, colormap=colormap, tags=cls_tags, **grid
@@ -591,14 +592,14 @@ def _run(
     write_gpkg(frame, tmp / OUTPUT_NAMES["gpkg"])
     write_geojson(frame, tmp / OUTPUT_NAMES["geojson"])
     t = timer.add("vectors", t)
-    write_cog(work_heat, tmp / OUTPUT_NAMES["cam"], "heat-cog", config.overviews)
+    write_cog(heat_out.vrt(), tmp / OUTPUT_NAMES["cam"], "heat-cog", config.overviews)
     write_cog(work_cls, tmp / OUTPUT_NAMES["classes"], "class-cog", config.overviews)
     write_category_names(tmp / OUTPUT_NAMES["classes"], names)
     t = timer.add("cog", t)
     if config.preview:
         _preview(scene, bands, model, config, tmp, colours, preview)
         t = timer.add("preview", t)
-    for work in (work_valid, work_cls, work_heat):
+    for work in (work_valid, work_cls, work_heat, *(w.path for w in heat_out.levels)):
         work.unlink(missing_ok=True)
     model_s = timer.seconds.get("model", 0.0)
     valid_px = int(class_pixels[:n_classes].sum())
