@@ -402,8 +402,13 @@ def _finish_block(
     heat[:, ~covered] = np.nan
     inner = (slice(halo, halo + h), slice(halo, halo + w))
     t1 = time.perf_counter()
-    pieces = []
+    # Classes whose heat stays under the threshold in this block have no salient pixel here.
+    peaks = np.fmax.reduce(heat.reshape(len(bias), -1), axis=1)
+    pieces: list[list[Piece]] = []
     for c in range(len(bias)):
+        if not peaks[c] >= config.threshold:
+            pieces.append([])
+            continue
         mask = salient_mask(heat[c], px.prob[c], cls, c, config.threshold, config.min_probability)
         mask = sieve_mask(mask, config.sieve_px)[inner]
         pieces.append(block_pieces(mask, heat[c][inner], px.prob[c][inner], block.transform))

@@ -99,10 +99,10 @@ def salient_mask(
     Returns:
         ``(rows, cols)`` bool.
     """
-    with np.errstate(invalid="ignore"):
-        strong = heat >= threshold
-        likely = (classes == class_id) | (prob >= min_probability)
-    out: npt.NDArray[np.bool_] = strong & likely & ~np.isnan(heat)
+    with np.errstate(invalid="ignore"):  # NaN (nodata) compares False
+        out: npt.NDArray[np.bool_] = (heat >= threshold) & (
+            (classes == class_id) | (prob >= min_probability)
+        )
     return out
 
 

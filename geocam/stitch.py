@@ -263,8 +263,14 @@ def class_map(
     Returns:
         ``(rows, cols)`` uint8 class index, :data:`NO_CLASS` where not covered.
     """
-    local = np.where(covered[None], cam, 0.0) + bias[:, None, None]
-    out = np.argmax(local, axis=0).astype(np.uint8)
+    # A running maximum over classes (contiguous passes; argmax over axis 0 strides).
+    best = cam[0] + bias[0]
+    out = np.zeros(best.shape, dtype=np.uint8)
+    for c in range(1, len(bias)):
+        local = cam[c] + bias[c]
+        better = local > best
+        out[better] = c
+        np.maximum(best, local, out=best)
     out[~covered] = NO_CLASS
     return out
 
