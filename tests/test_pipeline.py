@@ -115,6 +115,19 @@ def test_blocks_do_not_change_the_result(s2_scene: Path, tiny_model: Path, tmp_p
     np.testing.assert_array_equal(cams[1], cams[3])
 
 
+def test_inward_grid_covers_the_whole_scene(
+    make_scene: Callable[..., Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    # 100 x 139 px: the inward grid's last row and column sit off the 32 px stride lattice and
+    # snap to the stitching lattice; every pixel still gets a value.
+    scene = make_scene("odd.tif", data=synthetic_s2((100, 139)))
+    run_scene(scene, tiny_model, tmp_path / "o", SceneConfig(grid="inward", preview=False))
+    with rasterio.open(tmp_path / "o/cam.tif") as r:
+        assert not np.isnan(r.read()).any()
+    with rasterio.open(tmp_path / "o/classes.tif") as r:
+        assert (r.read() != 255).all()
+
+
 def test_nodata_area_and_skipped_windows(
     make_scene: Callable[..., Path], tiny_model: Path, tmp_path: Path
 ) -> None:
