@@ -319,7 +319,6 @@ class _Prepared:
 
     block: Block
     region: Window
-    dn: npt.NDArray[np.float32]
     valid: npt.NDArray[np.bool_]
     todo: list[Tile]
     image: npt.NDArray[np.float32] | None
@@ -349,7 +348,7 @@ def _prepare(
         >= min_valid
     ]
     image = render(dn, valid, card, scene.dn_offset, config.reflectance_scale) if todo else None
-    return _Prepared(block, region, dn, valid, todo, image)
+    return _Prepared(block, region, valid, todo, image)
 
 
 def _ahead[T, U](

@@ -238,26 +238,6 @@ def subsample_windows(shape_rc: tuple[int, int], step: int, block_px: int = 512)
     ]
 
 
-def read_subsampled(path: Path, step: int) -> npt.NDArray[Any]:
-    """Every ``step``-th pixel of a raster, read block by block (memory bounded by one block).
-
-    Plain windowed reads: GDAL's resampled whole-raster reads of large multi-band float COGs
-    can be very slow, and this does not depend on overviews.
-
-    Returns:
-        ``(bands, ceil(rows / step), ceil(cols / step))`` array.
-    """
-    with rasterio.open(path) as src:
-        out = np.zeros(
-            (src.count, -(-src.height // step), -(-src.width // step)), dtype=src.dtypes[0]
-        )
-        for win in subsample_windows((src.height, src.width), step):
-            r, c = int(win.row_off) // step, int(win.col_off) // step
-            data = src.read(window=win)[:, ::step, ::step]
-            out[:, r : r + data.shape[1], c : c + data.shape[2]] = data
-        return out
-
-
 def overview_factors(shape_rc: tuple[int, int], tile_px: int = COG_TILE_PX) -> list[int]:
     """The overview factors GDAL's COG driver makes by default: halve while a side exceeds a tile.
 
