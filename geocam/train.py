@@ -354,7 +354,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     )
     task.model.to(memory_format=torch.channels_last)
     precision = lightning_precision(cfg.precision, cfg.accelerator)
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1)
+    # Keep the newest epoch's checkpoint (save_top_k=1 without a monitor) and copy it to
+    # last.ckpt. (With save_top_k=0, Lightning 2.6 writes last.ckpt only when training ends.)
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=1, every_n_epochs=1)
     trainer = Trainer(
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,

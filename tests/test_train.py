@@ -46,6 +46,8 @@ def test_train_resume_and_evaluate_rgb(tmp_path, tiny_config):
     ]
     _train([*common, "--epochs", "1"])
     assert (out / "checkpoints" / "last.ckpt").is_file()
+    # the epoch's own checkpoint: written as each epoch ends, not only when training ends
+    assert list((out / "checkpoints").glob("epoch=0-*.ckpt"))
     assert (out / "train.log").is_file()
     first = json.loads((out / "summary.json").read_text())
     assert first["epochs"] == 1
