@@ -142,7 +142,12 @@ def prepare_net(net: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.
     ``load_model(..., dtype=...)``); otherwise a converted copy is, and the caller's is unchanged.
     """
     param = next(net.parameters(), None)
-    if param is not None and (param.dtype != dtype or param.device != device):
+    same_device = (
+        param is not None
+        and param.device.type == device.type
+        and (device.index is None or param.device.index == device.index)
+    )  # "cuda" means the current device, where "cuda:0" tensors live
+    if param is not None and (param.dtype != dtype or not same_device):
         net = copy.deepcopy(net).to(device, dtype)
     return net.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from geocam.cam import Engine, ExactEngine, cam_head, make_engine, resolve_precision
+from geocam.cam import Engine, ExactEngine, cam_head, make_engine, prepare_net, resolve_precision
 from geocam.errors import ConfigError, ModelFormatError
 
 
@@ -76,3 +76,13 @@ def test_make_engine_rejects_unknown_mode_and_device(tiny_resnet: nn.Module) -> 
     assert make_engine("dense", tiny_resnet, 8, "cpu", "fp32", 1.0).name == "dense"
     with pytest.raises(ConfigError, match="`device`="):
         make_engine("exact", tiny_resnet, 8, "nonsense", "fp32", 1.0)
+
+
+def test_prepare_net_converts_a_copy_and_reuses_a_ready_net(tiny_resnet: nn.Module) -> None:
+    cpu = torch.device("cpu")
+    bf16 = prepare_net(tiny_resnet, cpu, torch.bfloat16)
+    assert bf16 is not tiny_resnet and next(bf16.parameters()).dtype == torch.bfloat16
+    assert next(tiny_resnet.parameters()).dtype == torch.float32  # the caller's is unchanged
+    assert prepare_net(bf16, cpu, torch.bfloat16) is bf16
+    conv = next(m for m in bf16.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
