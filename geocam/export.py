@@ -162,4 +162,4 @@ def write_preview(
             draw.rectangle((x, y + 2, x + swatch_px, y + 2 + swatch_px), fill=tuple(colours[i]))
             draw.text((x + swatch_px + 6, y), name, fill=(0, 0, 0), font=font)
             x += swatch_px + 6 + text_px + 18
-    canvas.save(path, format="PNG", compress_level=3)
+    canvas.save(path, format="PNG", compress_level=1)  # 1536 x 844: 0.09 s vs 0.14 s at 3, +3 %
