@@ -120,9 +120,13 @@ def compute_dtype(precision: str) -> torch.dtype:
 def torch_device(device: str | torch.device) -> torch.device:
     """Parse a device name and check that torch can use it here.
 
+    ``"auto"`` is CUDA when torch sees a GPU, else the CPU.
+
     Raises:
         ConfigError: not a torch device, or CUDA asked for where there is none.
     """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except RuntimeError as err:

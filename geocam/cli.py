@@ -118,7 +118,7 @@ def _show_warning(
 @click.option("--batch-size", type=click.IntRange(min=1), help="Windows per model call [128].")
 @click.option("--bands", callback=_band_spec,
               help="Scene bands for the model's bands: B04=3,B03=2,B02=1 or 3,2,1 (1-based).")  # fmt: skip
-@click.option("--device", help="torch device [cpu].")
+@click.option("--device", help="torch device: auto, cpu, cuda, cuda:1 [auto: CUDA when present].")
 @click.option("--threads", type=click.IntRange(min=1), help="torch threads [all cores].")
 @click.option("--mode", type=click.Choice(["exact", "dense"]), help="Engine [exact].")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]),

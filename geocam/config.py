@@ -120,7 +120,8 @@ class SceneConfig:
         batch_size: windows per model call (64: ResNet50 at 64 px in bf16 on 2 cores ran about
             10 % faster than with 32 or 128).
         bands: explicit band mapping (``B04=3,B03=2,B02=1`` or ``3,2,1``); None: match by name.
-        device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+        device: torch device, e.g. ``"cpu"`` or ``"cuda"``; ``"auto"``: CUDA when torch sees
+            a GPU, else the CPU.
         threads: torch intra-op threads; None: all CPU cores.
         mode: ``"exact"`` (each window on its own, as in training) or ``"dense"`` (one
             backbone pass per block, windows pooled from the feature map; see geocam.dense).
@@ -153,7 +154,7 @@ class SceneConfig:
     grid: Grid = "torchgeo"
     batch_size: int = 64
     bands: BandSpec | None = None
-    device: str = "cpu"
+    device: str = "auto"
     threads: int | None = None
     mode: Mode = "exact"
     precision: Precision = "auto"

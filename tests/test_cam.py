@@ -5,7 +5,15 @@ import pytest
 import torch
 from torch import nn
 
-from geocam.cam import Engine, ExactEngine, cam_head, make_engine, prepare_net, resolve_precision
+from geocam.cam import (
+    Engine,
+    ExactEngine,
+    cam_head,
+    make_engine,
+    prepare_net,
+    resolve_precision,
+    torch_device,
+)
 from geocam.errors import ConfigError, ModelFormatError
 
 
@@ -86,3 +94,12 @@ def test_prepare_net_converts_a_copy_and_reuses_a_ready_net(tiny_resnet: nn.Modu
     assert prepare_net(bf16, cpu, torch.bfloat16) is bf16
     conv = next(m for m in bf16.modules() if isinstance(m, nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_auto_device_is_cuda_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert torch_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert torch_device("auto") == torch.device("cuda")
+    with pytest.raises(ConfigError, match="not a torch device"):
+        torch_device("gpu0")
