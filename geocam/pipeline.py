@@ -641,6 +641,7 @@ def _run(
             "window_px": window_px,
             "stride_px": stride_px,
             "engine": engine.name,
+            "device": str(getattr(engine, "device", config.device)),
             "precision": getattr(engine, "precision", config.precision),
             "threads": torch.get_num_threads(),
         },
