@@ -234,14 +234,16 @@ class CellGrid:
         rows = _Axis(rows.lo - r0, rows.hi - r0, rows.frac, rows.own - r0, rows.inside)
         cols = _Axis(cols.lo - c0, cols.hi - c0, cols.frac, cols.own - c0, cols.inside)
         hits = self.hits[r0:r1, c0:c1]
-        weight = (hits > 0).astype(np.float32)
-        scale = (weight / np.where(hits > 0, self.weight_sum[r0:r1, c0:c1], 1.0)).astype(np.float32)
-        w_px = _lerp_cols(_lerp_rows(weight, rows), cols)
+        present = (hits > 0).astype(np.float32)  # covered lattice cells take part
+        to_mean = (present / np.where(hits > 0, self.weight_sum[r0:r1, c0:c1], 1.0)).astype(
+            np.float32
+        )
+        present_px = _lerp_cols(_lerp_rows(present, rows), cols)
         covered = (hits[rows.own][:, cols.own] > 0) & rows.inside[:, None] & cols.inside[None, :]
-        denom = np.where(covered, w_px, 1.0)
+        denom = np.where(covered, present_px, 1.0)
         out = []
         for total in (self.cam_sum, self.prob_sum):
-            mean = total[:, r0:r1, c0:c1] * scale
+            mean = total[:, r0:r1, c0:c1] * to_mean
             value = _lerp_cols(_lerp_rows(mean, rows), cols) / denom
             value[:, ~covered] = np.nan
             out.append(value.astype(np.float32, copy=False))
