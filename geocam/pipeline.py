@@ -55,6 +55,9 @@ from .tiling import Block, Tile, grid_offsets, iter_blocks
 
 log = logging.getLogger(__name__)
 
+#: Sentinel-2 bands of a true-colour image, red to blue.
+TRUE_COLOUR = ("B04", "B03", "B02")
+
 #: Output file names of one scene.
 OUTPUT_NAMES: dict[str, str] = {
     "cam": "cam.tif",
@@ -109,11 +112,17 @@ class SceneOutputs:
 
 @dataclass(slots=True)
 class _PreviewGrid:
-    """The class map and winning-class heat at the preview's scale, filled block by block."""
+    """What the preview shows, at its scale, filled block by block.
+
+    The class map, the winning class's heat and, when the model reads B04, B03 and B02, their
+    digital numbers (kept from the model's reads, so the scene is not read twice).
+    """
 
     step: int
     classes: npt.NDArray[np.uint8]
     heat: npt.NDArray[np.float32]
+    rgb_dn: npt.NDArray[np.float32] | None = None
+    rgb_valid: npt.NDArray[np.bool_] | None = None
 
     @classmethod
     def for_scene(cls, shape_rc: tuple[int, int], preview_px: int) -> _PreviewGrid:
@@ -123,27 +132,50 @@ class _PreviewGrid:
         sub = (-(-shape_rc[0] // step), -(-shape_rc[1] // step))
         return cls(step, np.full(sub, NO_CLASS, np.uint8), np.full(sub, np.nan, np.float32))
 
+    def _pick(self, origin_rc: tuple[int, int]) -> tuple[tuple[slice, slice], int, int]:
+        """Slices taking every ``step``-th scene pixel of a block, and where they land.
+
+        Args:
+            origin_rc: the block's top-left pixel in the scene grid.
+        """
+        r0, c0 = origin_rc
+        pick = (
+            slice((-r0) % self.step, None, self.step),
+            slice((-c0) % self.step, None, self.step),
+        )
+        return pick, -(-r0 // self.step), -(-c0 // self.step)
+
     def add(
         self,
         origin_rc: tuple[int, int],
         classes: npt.NDArray[np.uint8],
         heat: npt.NDArray[np.float32],
     ) -> None:
-        """Keep every ``step``-th pixel (of the scene grid) of a block's classes and heat."""
-        r0, c0 = origin_rc
-        pick = (
-            slice((-r0) % self.step, None, self.step),
-            slice((-c0) % self.step, None, self.step),
-        )
+        """Keep a block's classes and winning-class heat at the preview's scale."""
+        pick, pr, pc = self._pick(origin_rc)
         cls = classes[pick]
         if cls.size == 0:
             return
         idx = np.where(cls == NO_CLASS, 0, cls).astype(np.intp)[None]
         win = np.take_along_axis(heat[(slice(None), *pick)], idx, axis=0)[0]
         win[cls == NO_CLASS] = np.nan
-        pr, pc = -(-r0 // self.step), -(-c0 // self.step)
         self.classes[pr : pr + cls.shape[0], pc : pc + cls.shape[1]] = cls
         self.heat[pr : pr + cls.shape[0], pc : pc + cls.shape[1]] = win
+
+    def add_rgb(
+        self,
+        origin_rc: tuple[int, int],
+        dn: npt.NDArray[np.float32],
+        valid: npt.NDArray[np.bool_],
+    ) -> None:
+        """Keep a block's B04, B03, B02 digital numbers and validity at the preview's scale."""
+        if self.rgb_dn is None or self.rgb_valid is None:
+            self.rgb_dn = np.zeros((3, *self.classes.shape), np.float32)
+            self.rgb_valid = np.zeros(self.classes.shape, bool)
+        pick, pr, pc = self._pick(origin_rc)
+        sub = valid[pick]
+        self.rgb_dn[:, pr : pr + sub.shape[0], pc : pc + sub.shape[1]] = dn[(slice(None), *pick)]
+        self.rgb_valid[pr : pr + sub.shape[0], pc : pc + sub.shape[1]] = sub
 
 
 @dataclass(slots=True)
@@ -333,11 +365,18 @@ def _prepare(
     window_px: int,
     context_px: int,
     min_valid: float,
+    on_read: Callable[[Block, Window, npt.NDArray[np.float32], npt.NDArray[np.bool_]], None]
+    | None = None,
 ) -> _Prepared:
-    """Read a block's region, keep the windows with enough valid pixels, render if any."""
+    """Read a block's region, keep the windows with enough valid pixels, render them if any.
+
+    ``on_read`` (if given) sees the region's pixels first.
+    """
     region = _region(block, block.tiles, window_px, context_px)
     rr, rc = int(region.row_off), int(region.col_off)
     dn, valid = reader.read(region)
+    if on_read is not None:
+        on_read(block, region, dn, valid)
     todo = [
         tile
         for tile in block.tiles
@@ -464,6 +503,7 @@ def _run(
 
     class_pixels = np.zeros(n_classes + 1, dtype=np.int64)
     cells: CellGrid | None = None
+    preview = _PreviewGrid.for_scene(scene.shape_rc, config.preview_px)
     scored = skipped = done = 0
     # ---- pass 1: model; window CAMs summed on the scene's lattice ------------------------
     t = time.perf_counter()
@@ -480,8 +520,24 @@ def _run(
         context_px = getattr(engine, "context_px", 0)
         min_valid = max(config.min_valid_fraction, 1e-9)
 
+        def keep_rgb(
+            block: Block, region: Window, dn: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]
+        ) -> None:
+            """Keep the preview's true colour from the model's own reads."""
+            r, c = int(block.window.row_off), int(block.window.col_off)
+            part = (
+                slice(r - int(region.row_off), r - int(region.row_off) + int(block.window.height)),
+                slice(c - int(region.col_off), c - int(region.col_off) + int(block.window.width)),
+            )
+            preview.add_rgb((r, c), dn[(rgb_bands, *part)], valid[part])
+
+        rgb_bands = [card.bands.index(b) for b in TRUE_COLOUR if b in card.bands]
+        on_read = keep_rgb if config.preview and len(rgb_bands) == len(TRUE_COLOUR) else None
+
         def prepare(block: Block) -> _Prepared:
-            return _prepare(block, reader, card, scene, config, window_px, context_px, min_valid)
+            return _prepare(
+                block, reader, card, scene, config, window_px, context_px, min_valid, on_read
+            )
 
         # Read and render the next block while the model scores this one (one block in flight:
         # memory stays bounded by the block). One thread: rasterio datasets must not be used
@@ -531,7 +587,6 @@ def _run(
     heat_tags = {"CAM_NORMALISATION": "relu(cam) / scene max of relu(cam) per class"}
     halo = config.sieve_px
     pieces: list[list[Piece]] = [[] for _ in range(n_classes)]
-    preview = _PreviewGrid.for_scene(scene.shape_rc, config.preview_px)
     with (
         PyramidWriter(
             work_heat, n_classes, block_px=block_px, descriptions=names, tags=heat_tags,
@@ -696,24 +751,10 @@ def _preview(
     colours: Sequence[tuple[int, int, int]],
     grid: _PreviewGrid,
 ) -> None:
-    step = grid.step
-    shape_rc = grid.classes.shape
-    names = list(scene.band_names)
-    if all(b in names for b in ("B04", "B03", "B02")):
-        idx = [names.index(b) for b in ("B04", "B03", "B02")]
-        s2 = True
+    if grid.rgb_dn is not None and grid.rgb_valid is not None:  # kept from the model's reads
+        dn, valid, s2 = grid.rgb_dn, grid.rgb_valid, True
     else:
-        idx = list(bands.indexes[:3]) if len(bands.indexes) >= 3 else [bands.indexes[0]] * 3
-        s2 = tuple(model.card.bands[:3]) == ("B04", "B03", "B02")
-    dn = np.zeros((3, *shape_rc), dtype=np.float32)
-    valid = np.zeros(shape_rc, dtype=bool)
-    with SceneReader(scene, idx) as reader:
-        for win in subsample_windows(scene.shape_rc, step):
-            r, c = int(win.row_off) // step, int(win.col_off) // step
-            block_dn, block_valid = reader.read(win)
-            sub_dn = block_dn[:, ::step, ::step]
-            dn[:, r : r + sub_dn.shape[1], c : c + sub_dn.shape[2]] = sub_dn
-            valid[r : r + sub_dn.shape[1], c : c + sub_dn.shape[2]] = block_valid[::step, ::step]
+        dn, valid, s2 = _read_preview_bands(scene, bands, model, grid.step, grid.classes.shape)
     if s2:
         rgb = true_colour(dn, valid, scene.dn_offset, config.reflectance_scale)
     else:
@@ -728,6 +769,34 @@ def _preview(
         title=f"{scene.name}: winning class, opacity = CAM (model {model.card.architecture}, "
         f"{model.sha256[:12]})",
     )
+
+
+def _read_preview_bands(
+    scene: Scene, bands: BandMatch, model: GeocamModel, step: int, shape_rc: tuple[int, int]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], bool]:
+    """Read every ``step``-th pixel of three bands for the preview.
+
+    Returns:
+        The scene's B04, B03, B02 (else the model's first three bands), their validity, and
+        whether they are true colour.
+    """
+    names = list(scene.band_names)
+    if all(b in names for b in TRUE_COLOUR):
+        idx = [names.index(b) for b in TRUE_COLOUR]
+        s2 = True
+    else:
+        idx = list(bands.indexes[:3]) if len(bands.indexes) >= 3 else [bands.indexes[0]] * 3
+        s2 = tuple(model.card.bands[:3]) == TRUE_COLOUR
+    dn = np.zeros((3, *shape_rc), dtype=np.float32)
+    valid = np.zeros(shape_rc, dtype=bool)
+    with SceneReader(scene, idx) as reader:
+        for win in subsample_windows(scene.shape_rc, step):
+            r, c = int(win.row_off) // step, int(win.col_off) // step
+            block_dn, block_valid = reader.read(win)
+            sub_dn = block_dn[:, ::step, ::step]
+            dn[:, r : r + sub_dn.shape[1], c : c + sub_dn.shape[2]] = sub_dn
+            valid[r : r + sub_dn.shape[1], c : c + sub_dn.shape[2]] = block_valid[::step, ::step]
+    return dn, valid, s2
 
 
 def iter_scene_inputs(paths: Sequence[Path]) -> Iterator[tuple[str, tuple[Path, ...]]]:

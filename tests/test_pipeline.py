@@ -18,8 +18,9 @@ import shapely
 from affine import Affine
 from click.testing import CliRunner
 from conftest import HAVEL, REAL_MODEL, SAMPLE, synthetic_s2, tiny_card, write_raster
+from PIL import Image
 
-from geocam import SceneConfig, run_scene
+from geocam import SceneConfig, pipeline, run_scene
 from geocam.cli import main
 from geocam.errors import ConfigError, SceneError, TilingError
 from geocam.model import EUROSAT_CLASSES, build_net, save_model
@@ -113,6 +114,22 @@ def test_blocks_do_not_change_the_result(s2_scene: Path, tiny_model: Path, tmp_p
             cams.append(r.read().astype(np.float32))
     np.testing.assert_allclose(cams[0], cams[2], atol=1e-6)
     np.testing.assert_array_equal(cams[1], cams[3])
+
+
+def test_preview_from_the_models_reads_equals_a_separate_read(
+    make_scene: Callable[..., Path],
+    tiny_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scene = make_scene("p.tif", data=synthetic_s2((100, 139)))
+    config = SceneConfig(block_px=64, preview_px=40)  # preview step 4 across 64 px blocks
+    run_scene(scene, tiny_model, tmp_path / "kept", config)
+    monkeypatch.setattr(pipeline._PreviewGrid, "add_rgb", lambda *args: None)
+    run_scene(scene, tiny_model, tmp_path / "read", config)
+    kept = np.asarray(Image.open(tmp_path / "kept/preview.png"))
+    read = np.asarray(Image.open(tmp_path / "read/preview.png"))
+    assert kept.shape == read.shape and np.array_equal(kept, read)
 
 
 def test_inward_grid_covers_the_whole_scene(
