@@ -134,8 +134,10 @@ class SceneConfig:
             for Sentinel-2 scenes (the products' NODATA value), else every pixel is valid.
         min_valid_fraction: windows with fewer valid pixels than this fraction are skipped and
             their area is left as nodata unless another window covers it.
-        block_px: edge of the output blocks that are stitched and written at a time; bounds the
-            memory of a run.
+        block_px: edge of the output blocks that are rendered and written at a time; bounds the
+            memory of a run. A multiple of every overview factor (a power of two such as 512)
+            lets the heat COG's overviews be averaged as blocks are written; otherwise GDAL
+            computes them at the end, more slowly.
         threshold: polygon rule, part 1: a pixel is salient for class c when its CAM, divided
             by the class's maximum over the scene, is >= this.
         min_probability: polygon rule, part 2: ...and class c wins the pixel (the class map) or
