@@ -437,7 +437,8 @@ def _finish_block(
     covered = px.covered & valid
     cls = class_map(px.cam, bias, covered)
     heat = normalise(px.cam, scene_max)
-    heat[:, ~covered] = np.nan
+    if not covered.all():
+        heat[:, ~covered] = np.nan
     inner = (slice(halo, halo + h), slice(halo, halo + w))
     t1 = time.perf_counter()
     # Classes whose heat stays under the threshold in this block have no salient pixel here.

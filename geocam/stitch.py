@@ -248,10 +248,12 @@ class CellGrid:
         covered = (hits[rows.own][:, cols.own] > 0) & rows.inside[:, None] & cols.inside[None, :]
         denom = np.where(covered, present_px, 1.0)
         out = []
+        uncovered = None if covered.all() else ~covered
         for total in (self.cam_sum, self.prob_sum):
             mean = total[:, r0:r1, c0:c1] * to_mean
             value = along_rows @ mean @ along_cols / denom
-            value[:, ~covered] = np.nan
+            if uncovered is not None:
+                value[:, uncovered] = np.nan
             out.append(value.astype(np.float32, copy=False))
         return Rendered(cam=out[0], prob=out[1], covered=covered)
 
