@@ -122,7 +122,7 @@ def _show_warning(
 @click.option("--threads", type=click.IntRange(min=1), help="torch threads [all cores].")
 @click.option("--mode", type=click.Choice(["exact", "dense"]), help="Engine [exact].")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]),
-              help="bf16 autocast, fp32, or auto (bf16 where native: AVX512-BF16, AMX, CUDA) [auto].")  # fmt: skip
+              help="bf16, fp32, or auto (bf16 where native: AVX512-BF16, AMX, CUDA) [auto].")  # fmt: skip
 @click.option("--reflectance-scale", type=click.FloatRange(min=0, min_open=True),
               help="Scene DNs are reflectance x this [10000].")  # fmt: skip
 @click.option("--dn-offset", callback=_dn_offset,

@@ -125,8 +125,9 @@ class SceneConfig:
         threads: torch intra-op threads; None: all CPU cores.
         mode: ``"exact"`` (each window on its own, as in training) or ``"dense"`` (one
             backbone pass per block, windows pooled from the feature map; see geocam.dense).
-        precision: ``"bf16"`` autocast, ``"fp32"``, or ``"auto"`` (bf16 on CPUs with AMX and on
-            CUDA devices that support it, fp32 otherwise).
+        precision: ``"bf16"``, ``"fp32"``, or ``"auto"`` (bf16 on CPUs with AVX512-BF16 or AMX
+            and on CUDA devices that support it, fp32 otherwise): the model's weights and
+            activations.
         reflectance_scale: the scene's digital numbers are reflectance x this (Sentinel-2: 10000).
         dn_offset: added to digital numbers before scaling (L2A/L1C from processing baseline
             04.00: -1000); None: read it from the product metadata, else 0.
