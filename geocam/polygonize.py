@@ -44,6 +44,7 @@ class Piece:
         sum_activation: sum of the normalised CAM over the pixels.
         max_activation: maximum of the normalised CAM.
         sum_probability: sum of the blended probability.
+        on_edge: the piece reaches its block's border, so it may continue in the next block.
     """
 
     geometry: shapely.Polygon
@@ -51,6 +52,7 @@ class Piece:
     sum_activation: float
     max_activation: float
     sum_probability: float
+    on_edge: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +159,21 @@ def block_pieces(
     if box is None:
         return []
     # Work on the mask's bounding box only (GDAL polygonises every pixel it is given).
+    full_shape = mask.shape
     mask, heat, prob = mask[box], heat[box], prob[box]
     transform = transform @ Affine.translation(box[1].start, box[0].start)
     labels, n = ndimage.label(mask, structure=_FOUR_CONNECTED)
+    # Components reaching the block's border may continue in the next block.
+    at_border = []
+    if box[0].start == 0:
+        at_border.append(labels[0])
+    if box[0].stop == full_shape[0]:
+        at_border.append(labels[-1])
+    if box[1].start == 0:
+        at_border.append(labels[:, 0])
+    if box[1].stop == full_shape[1]:
+        at_border.append(labels[:, -1])
+    on_edge = set(np.concatenate(at_border).tolist()) if at_border else set()
     # One polygon (with its holes) per 4-connected component, keyed by its label.
     geoms = {
         int(value): shape(geom)
@@ -181,6 +195,7 @@ def block_pieces(
             sum_activation=float(sum_h[k]),
             max_activation=float(max_h[k]),
             sum_probability=float(sum_p[k]),
+            on_edge=k in on_edge,
         )
         for k in sorted(geoms)
     ]
@@ -211,33 +226,40 @@ def merge_pieces(
     Returns:
         Valid, non-overlapping polygons, largest first.
     """
-    if not pieces:
-        return []
-    geoms = np.array([p.geometry for p in pieces], dtype=object)
-    # Not coverage_union_all: pieces meeting at a block seam rarely share vertices there, which
-    # is an invalid coverage that GEOS's coverage union silently gets wrong.
-    merged = shapely.union_all(geoms)
-    parts = _polygon_parts(merged)
+    # Pieces inside their block are whole already; only those on a block border are unioned.
+    is_whole = [
+        not p.on_edge and isinstance(p.geometry, shapely.Polygon) and p.geometry.is_valid
+        for p in pieces
+    ]
+    whole = [p for p, w in zip(pieces, is_whole, strict=True) if w]
+    edge = [p for p, w in zip(pieces, is_whole, strict=True) if not w]
+    parts: list[shapely.Polygon] = [p.geometry for p in whole]
+    owners: list[list[Piece]] = [[p] for p in whole]
+    if edge:
+        geoms = np.array([p.geometry for p in edge], dtype=object)
+        # Not coverage_union_all: pieces meeting at a block seam rarely share vertices there,
+        # which is an invalid coverage that GEOS's coverage union silently gets wrong.
+        merged = _polygon_parts(shapely.union_all(geoms))
+        if merged:
+            tree = shapely.STRtree(merged)
+            piece_idx, part_idx = tree.query(
+                shapely.point_on_surface(geoms), predicate="intersects"
+            )
+            first = np.full(len(edge), -1)
+            first[piece_idx[::-1]] = part_idx[::-1]  # first match per piece
+            groups: list[list[Piece]] = [[] for _ in merged]
+            for k, piece in enumerate(edge):
+                if first[k] >= 0:
+                    groups[first[k]].append(piece)
+            parts += merged
+            owners += groups
     if not parts:
         return []
-    tree = shapely.STRtree(parts)
-    points = shapely.point_on_surface(geoms)
-    piece_idx, part_idx = tree.query(points, predicate="intersects")
-    first = np.full(len(pieces), -1)
-    first[piece_idx[::-1]] = part_idx[::-1]  # first match per piece
     n = len(parts)
-    pixels = np.zeros(n)
-    sum_h = np.zeros(n)
-    sum_p = np.zeros(n)
-    max_h = np.zeros(n)
-    for k, piece in enumerate(pieces):
-        j = first[k]
-        if j < 0:
-            continue
-        pixels[j] += piece.pixels
-        sum_h[j] += piece.sum_activation
-        sum_p[j] += piece.sum_probability
-        max_h[j] = max(max_h[j], piece.max_activation)
+    pixels = np.array([sum(p.pixels for p in group) for group in owners], dtype=np.float64)
+    sum_h = np.array([sum(p.sum_activation for p in group) for group in owners])
+    sum_p = np.array([sum(p.sum_probability for p in group) for group in owners])
+    max_h = np.array([max((p.max_activation for p in group), default=0.0) for group in owners])
     simplified = simplify_polygons(parts, simplify_tolerance)
     areas = area_m2(simplified, crs)
     out = [

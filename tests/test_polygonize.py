@@ -119,3 +119,12 @@ def test_blockwise_pieces_merge_like_whole_mask(block: int) -> None:
     assert sorted(round(m.mean_activation, 6) for m in merged) == sorted(
         round(m.mean_activation, 6) for m in whole
     )
+
+
+def test_pieces_know_whether_they_reach_the_block_border() -> None:
+    mask = np.zeros((10, 10), bool)
+    mask[3:6, 3:6] = True  # inside
+    mask[0:2, 7:10] = True  # top-right corner
+    heat = np.ones((10, 10), np.float32)
+    pieces = block_pieces(mask, heat, heat, T)
+    assert sorted((p.pixels, p.on_edge) for p in pieces) == [(6, True), (9, False)]
