@@ -158,13 +158,12 @@ def run(
     from tqdm import tqdm
 
     from .config import SceneConfig, load_config
-    from .model import load_model
-    from .pipeline import iter_run_scene, iter_scene_inputs
+    from .pipeline import iter_run_scene, iter_scene_inputs, load_run_model
 
     warnings.showwarning = _show_warning
     config = (load_config(config_path) if config_path else SceneConfig()).replace(**options)
     scenes = list(iter_scene_inputs(scene))
-    model = load_model(model_path)
+    model = load_run_model(model_path, config)
     for name, paths in scenes:
         target = out_dir if len(scenes) == 1 else out_dir / name
         gen = iter_run_scene(paths, model, target, config, name=name)

@@ -278,15 +278,19 @@ def load_model(
 
 
 def _for_inference(t: torch.Tensor, device: str | torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A weight in the inference dtype, conv kernels channels-last (the engines' layout).
+    """A copy of a weight in the inference dtype, conv kernels channels-last (the engines' layout).
 
-    Converting the layout later would briefly hold a second copy of every kernel.
+    Always a copy: a tensor from ``safe_open`` views the file's memory map, and one such view
+    keeps the whole file resident. Converting the layout later would briefly hold a second
+    copy of every kernel.
     """
-    if t.is_floating_point():
-        t = t.to(dtype)
-    if t.ndim == 4:
-        t = t.contiguous(memory_format=torch.channels_last)
-    return t.to(device)
+    layout = torch.channels_last if t.ndim == 4 else torch.contiguous_format
+    return t.to(
+        device=device,
+        dtype=dtype if t.is_floating_point() else t.dtype,
+        memory_format=layout,
+        copy=True,
+    )
 
 
 def file_sha256(path: Path) -> str:

@@ -223,6 +223,16 @@ def run_scene(
             return result
 
 
+def load_run_model(path: Path, config: SceneConfig) -> GeocamModel:
+    """Load a model file on the device and in the dtype that runs with ``config`` compute in.
+
+    Runs given this model use it as it is; a float32 model would be copied (twice the memory).
+    """
+    device = torch_device(config.device)
+    dtype = compute_dtype(resolve_precision(config.precision, device))
+    return load_model(Path(path), device, dtype)
+
+
 def _prepare_out_dir(out_dir: Path) -> tuple[Path, bool]:
     created = not out_dir.exists()
     try:
@@ -259,11 +269,7 @@ def iter_run_scene(
     # Validate every input before anything is created.
     device = torch_device(config.device)
     precision = resolve_precision(config.precision, device)
-    loaded = (
-        model
-        if isinstance(model, GeocamModel)
-        else load_model(Path(model), device, compute_dtype(precision))
-    )
+    loaded = model if isinstance(model, GeocamModel) else load_run_model(Path(model), config)
     card = loaded.card
     if len(card.classes) > 254:
         raise ConfigError(f"`model` has {len(card.classes)} classes; at most 254 fit a uint8 map")

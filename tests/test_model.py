@@ -170,3 +170,13 @@ def test_local_safetensors_init(tmp_path):
     net = build_net("resnet18", 3, 10)
     load_init_weights(net, state)
     assert torch.all(net.conv1.weight == 0.5)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_loaded_model_does_not_keep_the_file_mapped(model_file):
+    # One tensor viewing safe_open's memory map keeps the whole file resident (47 MB for the
+    # bundled model): every weight must be a copy.
+    path, _ = model_file
+    loaded = load_model(path, dtype=torch.bfloat16)
+    assert str(path) not in Path("/proc/self/maps").read_text()
+    assert {p.dtype for p in loaded.net.parameters()} == {torch.bfloat16}

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+import torch
 from affine import Affine
 from click.testing import CliRunner
 from conftest import HAVEL, REAL_MODEL, SAMPLE, synthetic_s2, tiny_card, write_raster
@@ -441,3 +442,22 @@ def test_sigterm_leaves_no_temporary_output(
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert files_in(out) == set()  # the temporary folder (and the new output folder) are gone
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32)]
+)
+def test_run_model_is_loaded_in_the_compute_dtype(
+    tiny_model: Path, precision: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The engines use such a model as it is; a float32 one would be copied (twice the memory).
+    config = SceneConfig(precision=precision, device="cpu")  # type: ignore[arg-type]
+    loaded = pipeline.load_run_model(tiny_model, config)
+    assert {p.dtype for p in loaded.net.parameters()} == {dtype}
+    seen = []
+    monkeypatch.setattr(pipeline, "load_run_model", lambda path, cfg: seen.append(cfg) or loaded)
+    monkeypatch.setattr(pipeline, "iter_scene_inputs", lambda scenes: iter(()))
+    code, output = run_cli(str(tiny_model), "--model", str(tiny_model), "--out", "o",
+                           "--precision", precision, "-q")  # fmt: skip
+    assert code == 0, output
+    assert seen and seen[0].precision == precision
