@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import urllib.error
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -159,11 +160,13 @@ class ModelCard:
 
 @dataclass(frozen=True, slots=True)
 class GeocamModel:
-    """A loaded model: the network in eval mode, its card, and the file's SHA-256."""
+    """A loaded model: the network in eval mode, its card, the file's SHA-256, and the seconds
+    :func:`load_model` took."""
 
     net: nn.Module
     card: ModelCard
     sha256: str
+    load_s: float = 0.0
 
 
 def build_net(architecture: str, in_channels: int, num_classes: int) -> nn.Module:
@@ -260,6 +263,7 @@ def load_model(
     Raises:
         ModelFormatError: not a geocam model, a missing field, or weights that do not fit the card.
     """
+    start = time.perf_counter()
     path = Path(path)
     card, _ = _read_header(path)
     with torch.device("meta"):
@@ -274,7 +278,8 @@ def load_model(
             f"{len(card.bands)} bands and {len(card.classes)} classes ({err})"
         ) from err
     net.eval().to(device)
-    return GeocamModel(net=net, card=card, sha256=file_sha256(path))
+    digest = file_sha256(path)
+    return GeocamModel(net=net, card=card, sha256=digest, load_s=time.perf_counter() - start)
 
 
 def _for_inference(t: torch.Tensor, device: str | torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -99,7 +99,8 @@ def test_run_scene_end_to_end(s2_scene: Path, tiny_model: Path, tmp_path: Path) 
     assert run["windows"]["scored"] == 15 and run["parameters"]["stride_px"] == 16
     assert run["model"]["sha256"] and run["versions"]["torch"]
     assert run["scene"]["bands_used"]["B04"]["scene_band"] == 4
-    assert {"model", "stitch", "read"} <= set(run["timings_s"])
+    assert {"model", "stitch", "read", "load_model", "total"} <= set(run["timings_s"])
+    assert run["timings_s"]["load_model"] > 0
 
 
 def test_blocks_do_not_change_the_result(s2_scene: Path, tiny_model: Path, tmp_path: Path) -> None:
