@@ -160,8 +160,7 @@ class ModelCard:
 
 @dataclass(frozen=True, slots=True)
 class GeocamModel:
-    """A loaded model: the network in eval mode, its card, the file's SHA-256, and the seconds
-    :func:`load_model` took."""
+    """A loaded model: network (eval mode), card, file SHA-256, seconds the load took."""
 
     net: nn.Module
     card: ModelCard

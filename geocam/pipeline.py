@@ -19,8 +19,9 @@ import platform
 import shutil
 import tempfile
 import time
+import warnings
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -32,7 +33,9 @@ import numpy as np
 import numpy.typing as npt
 import rasterio
 import torch
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
+from threadpoolctl import threadpool_limits
 
 from .cam import Engine, compute_dtype, make_engine, resolve_precision, torch_device
 from .config import SceneConfig, to_mapping
@@ -476,6 +479,23 @@ def _write_block(
     cls_out.write(window, cls[None])
 
 
+def _write_cogs(
+    heat: Path,
+    classes: Path,
+    tmp: Path,
+    names: Sequence[str],
+    overviews: bool,
+    gdal_env: Mapping[str, Any],
+) -> float:
+    """Write the heat and class COGs from their work files; return the seconds taken."""
+    start = time.perf_counter()
+    with rasterio.Env(**dict(gdal_env)):  # GDAL settings are per thread
+        write_cog(heat, tmp / OUTPUT_NAMES["cam"], "heat-cog", overviews)
+        write_cog(classes, tmp / OUTPUT_NAMES["classes"], "class-cog", overviews)
+    write_category_names(tmp / OUTPUT_NAMES["classes"], names)
+    return time.perf_counter() - start
+
+
 def _run(
     scene: Scene,
     model: GeocamModel,
@@ -618,14 +638,41 @@ def _run(
         blocks = iter_blocks(
             scene.height, scene.width, block_px, (), (), window_px, scene.transform
         )
+
+        def with_valid(blocks: Iterator[Block]) -> Iterator[tuple[Block, npt.NDArray[np.bool_]]]:
+            # Read in the consuming (main) thread: one rasterio dataset, one thread.
+            for block in blocks:
+                r0, c0 = int(block.window.row_off), int(block.window.col_off)
+                h, w = int(block.window.height), int(block.window.width)
+                halo_win = Window(c0 - halo, r0 - halo, w + 2 * halo, h + 2 * halo)
+                yield block, read_window(valid_in, halo_win, boundless_fill=0)[0] > 0
+
+        def finish(item: tuple[Block, npt.NDArray[np.bool_]]) -> tuple[Block, _Finished]:
+            # GDAL settings are per thread; without one, each sieve and shapes call makes one.
+            with rasterio.Env(**dict(config.gdal_env)):
+                return item[0], _finish_block(
+                    item[0], item[1], cells, scene_max, engine.bias, config
+                )
+
+        # Blocks are rendered and polygonised on all threads the model used (numpy, scipy and
+        # GDAL release the GIL), taken in order; each is written in the background. BLAS runs
+        # one thread per call: its threads on the small render products only contend
+        # (4000 x 4000 scene, 2 cores: pass 2 4.4 s serial, 4.8 s with BLAS threads, 3.4 s
+        # without).
+        workers = max(1, torch.get_num_threads())
+        stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+        # rasterio's in-memory datasets (sieve, shapes) silence this warning with
+        # warnings.catch_warnings, which is not thread-safe: from two threads it leaks out.
+        stack.enter_context(warnings.catch_warnings())
+        warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+        finishing = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geocam-finish")
+        stack.callback(finishing.shutdown, cancel_futures=True)
         t_pass2 = time.perf_counter()
-        for b, block in enumerate(blocks):
+        for b, (block, done_block) in enumerate(
+            _ahead(with_valid(blocks), finish, finishing, depth=workers)
+        ):
             window = block.window
             r0, c0 = int(window.row_off), int(window.col_off)
-            h, w = int(window.height), int(window.width)
-            halo_win = Window(c0 - halo, r0 - halo, w + 2 * halo, h + 2 * halo)
-            valid = read_window(valid_in, halo_win, boundless_fill=0)[0] > 0
-            done_block = _finish_block(block, valid, cells, scene_max, engine.bias, config)
             class_pixels += np.bincount(
                 np.where(done_block.cls == NO_CLASS, n_classes, done_block.cls).ravel(),
                 minlength=n_classes + 1,
@@ -646,22 +693,27 @@ def _run(
         if pending_write is not None:
             pending_write.result()
         t = timer.add("pass2", t_pass2)
-    res_x, res_y = scene.res_xy
-    polygons: list[SalientPolygon] = []
-    for c in range(n_classes):
-        polygons.extend(
-            merge_pieces(pieces[c], c, names[c], scene.crs, config.simplify_px * min(res_x, res_y))
+    # The COGs (GDAL, multi-threaded, without the GIL) are written while the polygons merge.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-cog") as cog_thread:
+        cogs = cog_thread.submit(
+            _write_cogs, heat_out.vrt(), work_cls, tmp, names, config.overviews, config.gdal_env
         )
-    del pieces
-    t = timer.add("polygonize", t)
-    frame = polygons_frame(polygons, scene.crs)
-    write_gpkg(frame, tmp / OUTPUT_NAMES["gpkg"])
-    write_geojson(frame, tmp / OUTPUT_NAMES["geojson"])
-    t = timer.add("vectors", t)
-    write_cog(heat_out.vrt(), tmp / OUTPUT_NAMES["cam"], "heat-cog", config.overviews)
-    write_cog(work_cls, tmp / OUTPUT_NAMES["classes"], "class-cog", config.overviews)
-    write_category_names(tmp / OUTPUT_NAMES["classes"], names)
-    t = timer.add("cog", t)
+        res_x, res_y = scene.res_xy
+        polygons: list[SalientPolygon] = []
+        for c in range(n_classes):
+            polygons.extend(
+                merge_pieces(
+                    pieces[c], c, names[c], scene.crs, config.simplify_px * min(res_x, res_y)
+                )
+            )
+        del pieces
+        t = timer.add("polygonize", t)
+        frame = polygons_frame(polygons, scene.crs)
+        write_gpkg(frame, tmp / OUTPUT_NAMES["gpkg"])
+        write_geojson(frame, tmp / OUTPUT_NAMES["geojson"])
+        t = timer.add("vectors", t)
+        timer.seconds["cog"] = cogs.result()  # in the background; the wait is "cog_wait"
+        t = timer.add("cog_wait", t)
     if config.preview:
         _preview(scene, bands, model, config, tmp, colours, preview)
         t = timer.add("preview", t)

@@ -179,15 +179,16 @@ def block_pieces(
         int(value): shape(geom)
         for geom, value in shapes(labels, mask=mask, transform=transform, connectivity=4)
     }
+    # Statistics of the labelled pixels only (outside them heat and prob may be NaN).
     flat = labels.ravel()
-    h = np.nan_to_num(heat, nan=0.0).ravel().astype(np.float64)
-    p = np.nan_to_num(prob, nan=0.0).ravel().astype(np.float64)
-    count = np.bincount(flat, minlength=n + 1)
-    sum_h = np.bincount(flat, weights=h, minlength=n + 1)
-    sum_p = np.bincount(flat, weights=p, minlength=n + 1)
-    max_h = np.zeros(n + 1)
     inside = flat > 0
-    np.maximum.at(max_h, flat[inside], h[inside])
+    k_px = flat[inside]
+    h, p = heat.ravel()[inside], prob.ravel()[inside]
+    count = np.bincount(k_px, minlength=n + 1)
+    sum_h = np.bincount(k_px, weights=h, minlength=n + 1)
+    sum_p = np.bincount(k_px, weights=p, minlength=n + 1)
+    max_h = np.zeros(n + 1)
+    np.maximum.at(max_h, k_px, h)
     return [
         Piece(
             geometry=geoms[k],

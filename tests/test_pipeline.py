@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -118,6 +119,27 @@ def test_blocks_do_not_change_the_result(s2_scene: Path, tiny_model: Path, tmp_p
     # Interpolation runs as float32 matrix products whose rounding depends on the block's shape:
     # a pixel whose two best classes tie to within that rounding may flip.
     assert (cams[1] != cams[3]).mean() < 1e-3
+
+
+def test_threads_do_not_change_the_outputs(
+    s2_scene: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    # Pass 2 finishes blocks on all threads and writes the COGs while polygons merge; the
+    # outputs are those of one thread, in the same order.
+    runs = {}
+    for threads in (1, 2):
+        out = tmp_path / f"t{threads}"
+        config = SceneConfig(stride_px=16, block_px=64, threads=threads, preview=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. rasterio's leaking NotGeoreferencedWarning
+            run_scene(s2_scene, tiny_model, out, config)
+        with rasterio.open(out / "cam.tif") as cam, rasterio.open(out / "classes.tif") as cls:
+            runs[threads] = (cam.read(), cls.read(), gpd.read_file(out / "salient.gpkg"))
+    (cam1, cls1, poly1), (cam2, cls2, poly2) = runs[1], runs[2]
+    np.testing.assert_allclose(cam1, cam2, atol=1e-6)
+    assert np.array_equal(cls1, cls2)
+    assert len(poly1) > 1 and list(poly1["class"]) == list(poly2["class"])
+    assert poly1.geometry.geom_equals(poly2.geometry).all()
 
 
 def test_preview_from_the_models_reads_equals_a_separate_read(
