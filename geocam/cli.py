@@ -7,6 +7,7 @@ and a one-line message.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import json
 import logging
@@ -67,6 +68,19 @@ def main(ctx: click.Context, verbose: int) -> None:
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def _one_malloc_arena() -> None:
+    """Have glibc's malloc serve every thread from one arena (``M_ARENA_MAX`` = 1).
+
+    A scene run's threads (reader, model, pass-2 workers, writers) each got an arena of their
+    own, where memory freed by one thread cannot serve another: on Havel, peak RSS about
+    1010 -> 950 MiB, and no slower. Must run before those threads start. No-op elsewhere.
+    """
+    try:
+        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX (malloc.h)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,6 +170,8 @@ def run(
     import warnings
 
     from tqdm import tqdm
+
+    _one_malloc_arena()
 
     from .config import SceneConfig, load_config
     from .pipeline import iter_run_scene, iter_scene_inputs, load_run_model
