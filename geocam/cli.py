@@ -7,7 +7,6 @@ and a one-line message.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import json
 import logging
@@ -70,19 +69,6 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _one_malloc_arena() -> None:
-    """Have glibc's malloc serve every thread from one arena (``M_ARENA_MAX`` = 1).
-
-    A scene run's threads (reader, model, pass-2 workers, writers) each got an arena of their
-    own, where memory freed by one thread cannot serve another: on Havel, peak RSS about
-    1010 -> 950 MiB, and no slower. Must run before those threads start. No-op elsewhere.
-    """
-    try:
-        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX (malloc.h)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
 # --------------------------------------------------------------------------------------------
 # Scene runs (`geocam run`)
 # --------------------------------------------------------------------------------------------
@@ -129,7 +115,7 @@ def _show_warning(
 @click.option("--window-px", type=click.IntRange(min=1), help="Window edge in pixels [model's].")
 @click.option("--stride-px", type=click.IntRange(min=1), help="Window step in pixels [window/2].")
 @click.option("--grid", type=click.Choice(["torchgeo", "inward"]), help="Window layout [torchgeo].")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Windows per model call [128].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Windows per model call [64].")
 @click.option("--bands", callback=_band_spec,
               help="Scene bands for the model's bands: B04=3,B03=2,B02=1 or 3,2,1 (1-based).")  # fmt: skip
 @click.option("--device", help="torch device: auto, cpu, cuda, cuda:1 [auto: CUDA when present].")
@@ -171,11 +157,11 @@ def run(
 
     from tqdm import tqdm
 
-    _one_malloc_arena()
-
+    from . import allocator
     from .config import SceneConfig, load_config
     from .pipeline import iter_run_scene, iter_scene_inputs, load_run_model
 
+    allocator.one_arena()  # before the run's threads start
     warnings.showwarning = _show_warning
     config = (load_config(config_path) if config_path else SceneConfig()).replace(**options)
     scenes = list(iter_scene_inputs(scene))
@@ -191,15 +177,19 @@ def run(
             except StopIteration as stop:
                 result = stop.value
                 break
-            if quiet:
-                continue
             if event.stage != stage:
+                stage = event.stage
+                if event.stage == "windows":
+                    allocator.for_model()
+                elif event.stage == "blocks":
+                    allocator.for_rasters()
                 if bar is not None:
                     bar.close()
-                stage = event.stage
-                bar = tqdm(total=event.total, desc=f"{name} {stage}", unit=stage.rstrip("s"),
-                           file=sys.stderr, dynamic_ncols=True)  # fmt: skip
-            bar.update(event.done - bar.n)
+                if not quiet:
+                    bar = tqdm(total=event.total, desc=f"{name} {stage}", unit=stage.rstrip("s"),
+                               file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+            if bar is not None:
+                bar.update(event.done - bar.n)
         if bar is not None:
             bar.close()
         rate = result.windows / result.model_seconds if result.model_seconds else 0.0

@@ -80,7 +80,7 @@ class Progress:
     Attributes:
         scene: scene name.
         stage: ``"windows"`` (model pass) or ``"blocks"`` (normalisation and polygons).
-        done: units finished so far.
+        done: units finished so far; each stage starts with an event of ``done`` = 0.
         total: units in this stage.
     """
 
@@ -445,7 +445,7 @@ def _finish_block(
     px = cells.render((r0 - halo, c0 - halo), (h + 2 * halo, w + 2 * halo))
     covered = px.covered & valid
     cls = class_map(px.cam, bias, covered)
-    heat = normalise(px.cam, scene_max)
+    heat = normalise(px.cam, scene_max, out=px.cam)  # the raw CAM is not needed after this
     if not covered.all():
         heat[:, ~covered] = np.nan
     inner = (slice(halo, halo + h), slice(halo, halo + w))
@@ -533,6 +533,7 @@ def _run(
     preview = _PreviewGrid.for_scene(scene.shape_rc, config.preview_px)
     scored = skipped = done = 0
     # ---- pass 1: model; window CAMs summed on the scene's lattice ------------------------
+    yield Progress(scene.name, "windows", 0, total_windows)  # a stage starts with done=0
     t = time.perf_counter()
     with (
         SceneReader(scene, bands.indexes) as reader,
@@ -610,6 +611,7 @@ def _run(
             "the file or pass --nodata / --min-valid"
         )
     # ---- pass 2: per-pixel rasters from the lattice, normalised once; polygons ------------
+    yield Progress(scene.name, "blocks", 0, n_blocks)
     scene_max = cells.scene_max()
     heat_tags = {"CAM_NORMALISATION": "relu(cam) / scene max of relu(cam) per class"}
     halo = config.sieve_px
@@ -694,7 +696,8 @@ def _run(
         if pending_write is not None:
             pending_write.result()
         t = timer.add("pass2", t_pass2)
-    # The COGs (GDAL, multi-threaded, without the GIL) are written while the polygons merge.
+    # The COGs (GDAL, multi-threaded, without the GIL) are written while the polygons merge
+    # and the vectors and preview are written.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-cog") as cog_thread:
         cogs = cog_thread.submit(
             _write_cogs, heat_out.vrt(), work_cls, tmp, names, config.overviews, config.gdal_env
@@ -713,11 +716,11 @@ def _run(
         write_gpkg(frame, tmp / OUTPUT_NAMES["gpkg"])
         write_geojson(frame, tmp / OUTPUT_NAMES["geojson"])
         t = timer.add("vectors", t)
+        if config.preview:
+            _preview(scene, bands, model, config, tmp, colours, preview)
+            t = timer.add("preview", t)
         timer.seconds["cog"] = cogs.result()  # in the background; the wait is "cog_wait"
         t = timer.add("cog_wait", t)
-    if config.preview:
-        _preview(scene, bands, model, config, tmp, colours, preview)
-        t = timer.add("preview", t)
     for work in (work_valid, work_cls, work_heat, *(w.path for w in heat_out.levels)):
         work.unlink(missing_ok=True)
     model_s = timer.seconds.get("model", 0.0)

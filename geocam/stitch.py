@@ -286,14 +286,18 @@ def class_map(
 
 
 def normalise(
-    cam: npt.NDArray[np.float32], scene_max: npt.NDArray[np.float32]
+    cam: npt.NDArray[np.float32],
+    scene_max: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Scene-normalised heat: ``relu(cam) / scene_max`` per class, in [0, 1]; NaN stays NaN.
 
     Args:
         cam: ``(classes, rows, cols)`` raw stitched CAM.
         scene_max: ``(classes,)`` per-class maximum of the ReLU'd CAM over the whole scene.
+        out: where to write the result (``cam`` itself to save its memory); a new array if None.
     """
     denom = np.where(scene_max > 0, scene_max, 1.0).astype(np.float32)[:, None, None]
-    out = np.maximum(cam, 0.0) / denom
-    return out.astype(np.float32, copy=False)
+    heat: npt.NDArray[np.float32] = np.maximum(cam, np.float32(0.0), out=out)
+    heat /= denom
+    return heat

@@ -484,3 +484,18 @@ def test_run_model_is_loaded_in_the_compute_dtype(
                            "--precision", precision, "-q")  # fmt: skip
     assert code == 0, output
     assert seen and seen[0].precision == precision
+
+
+def test_cli_sets_the_allocator_for_each_pass(
+    s2_scene: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geocam import allocator
+
+    calls: list[str] = []
+    for name in ("one_arena", "for_model", "for_rasters"):
+        real = getattr(allocator, name)
+        monkeypatch.setattr(allocator, name, lambda n=name, f=real: (calls.append(n), f())[1])
+    code, output = run_cli(str(s2_scene), "--model", str(tiny_model), "--out", str(tmp_path / "o"),
+                           "--bands", "B04=4,B03=3,B02=2", "--threads", "1", "-q")  # fmt: skip
+    assert code == 0, output
+    assert calls == ["one_arena", "for_model", "for_rasters"]

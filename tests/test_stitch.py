@@ -133,3 +133,5 @@ def test_normalise_once_per_scene() -> None:
     n = normalise(a, m)
     assert n[0].tolist() == [[0.25, 0.0]] and n[1].tolist() == [[0.0, 0.0]]
     assert np.isnan(n[2, 0, 0])
+    in_place = normalise(a, m, out=a)
+    assert in_place is a and np.array_equal(in_place, n, equal_nan=True)

@@ -1,0 +1,62 @@
+"""glibc malloc settings for the two passes of a scene run (no-op where malloc is not glibc's).
+
+The CLI owns its process and applies them; library callers may too. They change speed and
+memory, never results.
+
+- Pass 1 (the model): each batch's activations (up to about 8 MB each for ResNet50, batch 64,
+  bf16) are freed and allocated again. With glibc's defaults they often come from fresh
+  ``mmap`` calls whose pages fault in anew every batch, or from heap memory trimmed back to
+  the kernel between batches. Serving them from a heap that is kept makes the model stage
+  faster (Havel, 2 cores: model 1.65-1.80 s -> 1.35-1.40 s).
+- Pass 2 (rasters and polygons): the model's freed memory goes back to the kernel, and large
+  arrays are mapped and unmapped again, so that peak RSS stays that of the rasters in flight.
+- One arena for all threads: memory freed by one thread can serve another (Havel peak RSS
+  about 1030 -> 960 MiB). Set it before the run starts its threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+
+log = logging.getLogger(__name__)
+
+# mallopt parameters (glibc malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+
+MODEL_MMAP_THRESHOLD_BYTES = 32 << 20
+MODEL_TRIM_THRESHOLD_BYTES = 64 << 20
+RASTER_THRESHOLD_BYTES = 128 << 10  # glibc's initial value of both
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt  # noqa: B018 - glibc and musl have it; macOS does not
+        libc.malloc_trim  # noqa: B018 - glibc only
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def one_arena() -> None:
+    """Serve every thread from one malloc arena."""
+    if (libc := _libc()) is not None:
+        libc.mallopt(M_ARENA_MAX, 1)
+
+
+def for_model() -> None:
+    """Keep freed activations in the heap for the next batch (pass 1)."""
+    if (libc := _libc()) is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, MODEL_MMAP_THRESHOLD_BYTES)
+        libc.mallopt(M_TRIM_THRESHOLD, MODEL_TRIM_THRESHOLD_BYTES)
+
+
+def for_rasters() -> None:
+    """Return the model stage's freed memory; map large arrays (pass 2)."""
+    if (libc := _libc()) is not None:
+        libc.malloc_trim(0)
+        libc.mallopt(M_MMAP_THRESHOLD, RASTER_THRESHOLD_BYTES)
+        libc.mallopt(M_TRIM_THRESHOLD, RASTER_THRESHOLD_BYTES)
