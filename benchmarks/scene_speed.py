@@ -54,6 +54,7 @@ def peak_rss_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, s
 
 def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple[int, float]:
     """Seconds the engine alone takes on the scene's windows (scene pre-rendered in memory)."""
+    from geocam import allocator
     from geocam.cam import ExactEngine
     from geocam.config import SceneConfig
     from geocam.dense import DenseEngine
@@ -61,7 +62,7 @@ def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple
     from geocam.scene import render
     from geocam.tiling import grid_offsets
 
-    model = load_model(MODEL)
+    model = load_model(MODEL, dtype=torch.bfloat16)
     with rasterio.open(scene) as src:
         names = list(src.descriptions)
         idx = [names.index(b) + 1 for b in model.card.bands]
@@ -76,6 +77,7 @@ def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple
         if mode == "exact"
         else DenseEngine(model.net)
     )
+    allocator.for_model()  # as `geocam run` does for its model stage
     start = time.perf_counter()
     n = sum(len(s.probs) for s in engine.score(image, origins, window_px))
     return n, time.perf_counter() - start
