@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .errors import ModelFormatError, WeightsNotFoundError
+from .resnet import ResNet, build_resnet, fold_batch_norms
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +190,6 @@ def build_inference_net(architecture: str, in_channels: int, num_classes: int) -
 
     Both have timm's state-dict keys; the light one spares scene runs importing timm.
     """
-    from .resnet import build_resnet
-
     return build_resnet(architecture, in_channels, num_classes) or build_net(
         architecture, in_channels, num_classes
     )
@@ -249,10 +248,12 @@ def _read_header(path: Path) -> tuple[ModelCard, dict[str, str]]:
 def load_model(
     path: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> GeocamModel:
-    """Load a geocam model file without unpickling anything.
+    """Load a geocam model file without unpickling anything, as an inference network.
 
     The network is built on the meta device and takes the file's tensors (converted to
-    ``dtype``) as its parameters: no throw-away float32 copy is ever allocated.
+    ``dtype``) as its parameters: no throw-away float32 copy is ever allocated. ResNets come
+    with their BatchNorms folded into the convolutions (:func:`geocam.resnet.fold_batch_norms`);
+    to fine-tune, start from the file with ``geocam train --init``.
 
     Args:
         path: a ``.safetensors`` file written by :func:`save_model`.
@@ -277,6 +278,8 @@ def load_model(
             f"{len(card.bands)} bands and {len(card.classes)} classes ({err})"
         ) from err
     net.eval().to(device)
+    if isinstance(net, ResNet):
+        fold_batch_norms(net)
     digest = file_sha256(path)
     return GeocamModel(net=net, card=card, sha256=digest, load_s=time.perf_counter() - start)
 
