@@ -183,7 +183,7 @@ def test_loaded_model_does_not_keep_the_file_mapped(model_file):
 
 
 def test_loaded_resnet_has_its_batch_norms_folded(model_file):
-    path, net = model_file
+    path, _ = model_file
     loaded = load_model(path)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.net.modules())
     assert loaded.net.conv1.bias is not None
