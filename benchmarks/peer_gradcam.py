@@ -20,11 +20,12 @@ import numpy as np
 import rasterio
 import torch
 from pytorch_grad_cam import GradCAM
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from torchgeo.datasets import RasterDataset, stack_samples
 from torchgeo.samplers import GriddedPatchSampler
 
-from geocam.model import EUROSAT_MS_BANDS, load_model
+from geocam.model import EUROSAT_MS_BANDS, build_net, read_card
 
 
 def main() -> None:
@@ -41,8 +42,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
 
-    loaded = load_model(args.model)
-    net, card = loaded.net.float().eval(), loaded.card
+    # The usual network: timm's ResNet50 (BatchNorms and all) with the model file's weights.
+    card = read_card(args.model)
+    net = build_net(card.architecture, len(card.bands), len(card.classes))
+    net.load_state_dict({k: v.float() for k, v in load_file(args.model).items()})
+    net.eval()
 
     class Scene(RasterDataset):
         filename_glob = args.scene.name
