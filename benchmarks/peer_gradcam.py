@@ -12,7 +12,6 @@ the model (Grad-CAM call), peak RSS.
 
 import argparse
 import json
-import resource
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from torchgeo.datasets import RasterDataset, stack_samples
 from torchgeo.samplers import GriddedPatchSampler
 
 from geocam.model import EUROSAT_MS_BANDS, build_net, read_card
+from geocam.pipeline import peak_rss_mib
 
 
 def main() -> None:
@@ -95,7 +95,7 @@ def main() -> None:
     with rasterio.open(args.out, "w", **profile) as dst:
         dst.write(out, 1)
     wall = time.perf_counter() - start
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     print(
         json.dumps(
             {

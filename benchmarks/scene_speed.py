@@ -1,6 +1,6 @@
 """geocam exact and dense against the usual approach, on one scene, in one run.
 
-Runs, each in its own process (so peak RSS is its own), on the same scene, window and stride:
+Runs, each in its own process (each reports its own peak RSS, Linux ``VmHWM``), on the same scene, window and stride:
 
 1. peer: TorchGeo RasterDataset + GriddedPatchSampler + DataLoader + pytorch-grad-cam GradCAM on
    ResNet50 layer4, averaged into a scene array, written with rasterio (``peer_gradcam.py``);
@@ -16,12 +16,15 @@ the run's time / the model-alone time; and dense-vs-exact agreement (share of pi
 same winning class; Pearson correlation of the winning class's CAM).
 
     .venv/bin/python benchmarks/scene_speed.py --threads 2           # Havel, 64 px, stride 32
+
+Each is run ``--repeat`` times (3), interleaved; the table gives the medians.
 """
 
 import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,19 +40,18 @@ HAVEL = ROOT.parent / "shared/data/scenes/havel_s2l1c_20170216_13band_eurosat_or
 MODEL = ROOT / "data/models/geocam-resnet50-eurosat-rgb.safetensors"
 
 
-def peak_rss_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Run a command; return (wall s, its own peak RSS in MiB via wait4, stdout)."""
+def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Run a command; return (wall s, stdout).
+
+    Peak RSS comes from each program's own report (``VmHWM``), not from ``wait4``: a child's
+    ``ru_maxrss`` starts at this (large) process's peak.
+    """
     start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode != 0:
-            sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read()[-3000:]}")
-        return wall, usage.ru_maxrss / 1024, out.read()
+    proc = subprocess.run(cmd, capture_output=True, env=env, text=True, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return wall, proc.stdout
 
 
 def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple[int, float]:
@@ -104,6 +106,74 @@ def agreement(exact_dir: Path, dense_dir: Path) -> tuple[float, float, float]:
     return same, float(np.corrcoef(va[ok], vb[ok])[0, 1]), same_salient
 
 
+def run_peer(args: argparse.Namespace, work: Path, env: dict[str, str]) -> dict[str, float]:
+    """One run of the peer; its figures."""
+    wall, out = run_child(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/peer_gradcam.py"),
+            str(args.scene),
+            "--model",
+            str(MODEL),
+            "--out",
+            str(work / "peer.tif"),
+            "--window-px",
+            str(args.window_px),
+            "--stride-px",
+            str(args.stride_px),
+            "--threads",
+            str(args.threads),
+        ],
+        env,
+    )
+    rec = json.loads(out.strip().splitlines()[-1])
+    return {
+        "windows": rec["windows"],
+        "process_s": wall,
+        "run_s": rec["wall_s"],
+        "model_s": rec["model_s"],
+        "rss_mib": rec["peak_rss_mib"],
+    }
+
+
+def run_geocam(
+    args: argparse.Namespace, out_dir: Path, mode: str, env: dict[str, str]
+) -> dict[str, float]:
+    """One ``geocam run`` and one model-alone timing of a mode; their figures."""
+    wall, _ = run_child(
+        [
+            str(Path(sys.executable).parent / "geocam"),
+            "run",
+            str(args.scene),
+            "--model",
+            str(MODEL),
+            "--out",
+            str(out_dir),
+            "--mode",
+            mode,
+            "--window-px",
+            str(args.window_px),
+            "--stride-px",
+            str(args.stride_px),
+            "--threads",
+            str(args.threads),
+            "-q",
+        ],
+        env,
+    )
+    run = json.loads((out_dir / "run.json").read_text())
+    n_alone, alone_s = model_alone(args.scene, mode, args.window_px, args.stride_px)
+    return {
+        "windows": run["windows"]["scored"],
+        "process_s": wall,
+        "run_s": run["timings_s"]["total"] + run["timings_s"]["load_model"],
+        "model_s": run["timings_s"]["model"],
+        "rss_mib": run["peak_rss_mib"],
+        "alone_s": alone_s,
+        "alone_windows": n_alone,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scene", type=Path, default=HAVEL)
@@ -112,6 +182,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--keep", type=Path, help="keep outputs in this folder")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each; medians are printed")
     args = parser.parse_args()
     if not args.scene.is_file():
         sys.exit(f"scene {args.scene} not found (needs ../shared or --scene)")
@@ -124,69 +195,19 @@ def main() -> None:
         f"{args.threads} threads, torch {torch.__version__}"
     )
     print(f"scene: {args.scene.name}, window {args.window_px} px, stride {args.stride_px} px")
-    results = {}
-    if not args.skip_peer:
-        wall, rss, out = peak_rss_child(
-            [
-                sys.executable,
-                str(ROOT / "benchmarks/peer_gradcam.py"),
-                str(args.scene),
-                "--model",
-                str(MODEL),
-                "--out",
-                str(work / "peer.tif"),
-                "--window-px",
-                str(args.window_px),
-                "--stride-px",
-                str(args.stride_px),
-                "--threads",
-                str(args.threads),
-            ],
-            env,
-        )
-        rec = json.loads(out.strip().splitlines()[-1])
-        results["peer"] = {
-            "windows": rec["windows"],
-            "process_s": wall,
-            "run_s": rec["wall_s"],
-            "model_s": rec["model_s"],
-            "rss_mib": rss,
-        }
-    for mode in ("exact", "dense"):
-        out_dir = work / mode
-        wall, rss, _ = peak_rss_child(
-            [
-                str(Path(sys.executable).parent / "geocam"),
-                "run",
-                str(args.scene),
-                "--model",
-                str(MODEL),
-                "--out",
-                str(out_dir),
-                "--mode",
-                mode,
-                "--window-px",
-                str(args.window_px),
-                "--stride-px",
-                str(args.stride_px),
-                "--threads",
-                str(args.threads),
-                "-q",
-            ],
-            env,
-        )
-        run = json.loads((out_dir / "run.json").read_text())
-        n_alone, alone_s = model_alone(args.scene, mode, args.window_px, args.stride_px)
-        results[mode] = {
-            "windows": run["windows"]["scored"],
-            "process_s": wall,
-            "run_s": run["timings_s"]["total"] + run["timings_s"]["load_model"],
-            "model_s": run["timings_s"]["model"],
-            "rss_mib": rss,
-            "alone_s": alone_s,
-            "alone_windows": n_alone,
-        }
+    runs: dict[str, list[dict[str, float]]] = {}
+    for rep in range(args.repeat):  # interleaved, so that drifts in the machine hit all alike
+        if not args.skip_peer:
+            runs.setdefault("peer", []).append(run_peer(args, work, env))
+        for mode in ("exact", "dense"):
+            runs.setdefault(mode, []).append(run_geocam(args, work / mode, mode, env))
+        print(f"repeat {rep + 1}/{args.repeat}: " + ", ".join(
+            f"{name} {r[-1]['run_s']:.2f} s" for name, r in runs.items()
+        ), flush=True)  # fmt: skip
+    results = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+               for name, rs in runs.items()}  # fmt: skip
     peer = results.get("peer")
+    print(f"medians of {args.repeat} run(s) each:")
     print(
         f"{'approach':8} {'windows':>7} {'run s':>6} {'win/s':>6} {'x peer':>6} {'process s':>9} "
         f"{'win/s':>6} {'x peer':>6} {'peak RSS':>9} {'model %':>7} {'run/alone':>9}"
@@ -197,7 +218,7 @@ def main() -> None:
         x_proc = f"{rate_proc / (peer['windows'] / peer['process_s']):6.1f}" if peer else "     -"
         alone = f"{r['run_s'] / r['alone_s']:9.2f}" if "alone_s" in r else "        -"
         print(
-            f"{name:8} {r['windows']:7d} {r['run_s']:6.2f} {rate_run:6.1f} {x_run} "
+            f"{name:8} {int(r['windows']):7d} {r['run_s']:6.2f} {rate_run:6.1f} {x_run} "
             f"{r['process_s']:9.2f} {rate_proc:6.1f} {x_proc} {r['rss_mib']:5.0f} MiB "
             f"{100 * r['model_s'] / r['run_s']:6.0f}% {alone}"
         )

@@ -331,6 +331,22 @@ def iter_run_scene(
     )
 
 
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory so far, in MiB (None where it cannot be read).
+
+    Linux's ``VmHWM`` belongs to the program's own address space. ``getrusage``'s ``ru_maxrss``
+    does not: a child inherits its parent's peak at fork, so a large parent masks its child's.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "gdal": rasterio.__gdal_version__}
     for pkg in ("geocam", "torch", "timm", "torchgeo", "rasterio", "numpy", "shapely", "pyproj",
@@ -791,6 +807,7 @@ def _run(
     record["timings_s"].setdefault("model", 0.0)
     record["timings_s"]["total"] = round(time.perf_counter() - timer.start, 3)
     record["timings_s"]["load_model"] = round(model.load_s, 3)
+    record["peak_rss_mib"] = peak_rss_mib()
     write_json(record, tmp / OUTPUT_NAMES["run"])
     return record
 

@@ -102,6 +102,7 @@ def test_run_scene_end_to_end(s2_scene: Path, tiny_model: Path, tmp_path: Path) 
     assert run["scene"]["bands_used"]["B04"]["scene_band"] == 4
     assert {"model", "stitch", "read", "load_model", "total"} <= set(run["timings_s"])
     assert run["timings_s"]["load_model"] > 0
+    assert run["peak_rss_mib"] is None or run["peak_rss_mib"] > 100
 
 
 def test_blocks_do_not_change_the_result(s2_scene: Path, tiny_model: Path, tmp_path: Path) -> None:
