@@ -27,6 +27,8 @@ from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
 from rasterio.features import shapes, sieve
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from shapely.geometry import shape
 
 log = logging.getLogger(__name__)
@@ -208,6 +210,27 @@ def _polygon_parts(geom: shapely.Geometry) -> list[shapely.Polygon]:
     return [g for g in shapely.get_parts(geom) if isinstance(g, shapely.Polygon) and not g.is_empty]
 
 
+def _union_touching(geoms: npt.NDArray[np.object_]) -> list[shapely.Polygon]:
+    """The parts of the union of ``geoms``, unioned one group of touching polygons at a time.
+
+    Groups that do not touch stay apart in the union, and many small unions are much faster
+    than one of everything (4000 x 4000 scene, 521 border pieces of one class: 0.74 -> 0.22 s).
+    Not coverage_union_all: pieces meeting at a block seam rarely share vertices there, which
+    is an invalid coverage that GEOS's coverage union silently gets wrong.
+    """
+    n = len(geoms)
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    touching = coo_matrix((np.ones(len(left), dtype=bool), (left, right)), shape=(n, n))
+    n_groups, group = connected_components(touching, directed=False)
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
+    parts: list[shapely.Polygon] = []
+    for k in range(n_groups):
+        members = geoms[order[bounds[k] : bounds[k + 1]]]
+        parts += _polygon_parts(members[0] if len(members) == 1 else shapely.union_all(members))
+    return parts
+
+
 def merge_pieces(
     pieces: Sequence[Piece],
     class_id: int,
@@ -238,9 +261,7 @@ def merge_pieces(
     owners: list[list[Piece]] = [[p] for p in whole]
     if edge:
         geoms = np.array([p.geometry for p in edge], dtype=object)
-        # Not coverage_union_all: pieces meeting at a block seam rarely share vertices there,
-        # which is an invalid coverage that GEOS's coverage union silently gets wrong.
-        merged = _polygon_parts(shapely.union_all(geoms))
+        merged = _union_touching(geoms)
         if merged:
             tree = shapely.STRtree(merged)
             piece_idx, part_idx = tree.query(

@@ -128,3 +128,16 @@ def test_pieces_know_whether_they_reach_the_block_border() -> None:
     heat = np.ones((10, 10), np.float32)
     pieces = block_pieces(mask, heat, heat, T)
     assert sorted((p.pixels, p.on_edge) for p in pieces) == [(6, True), (9, False)]
+
+
+def test_union_of_touching_groups_equals_the_union_of_all():
+    from geocam.polygonize import _union_touching
+
+    squares = [shapely.box(x, y, x + 1, y + 1) for x, y in [(0, 0), (1, 0), (5, 5), (6, 6), (9, 0)]]
+    squares.append(shapely.box(2, 0, 3, 1).buffer(0))  # touches (1, 0): one group of three
+    geoms = np.array(squares, dtype=object)
+    parts = _union_touching(geoms)
+    assert all(isinstance(p, shapely.Polygon) and p.is_valid for p in parts)
+    assert shapely.union_all(parts).equals(shapely.union_all(geoms))
+    # (0..3, 0..1) is one part; the corner-touching squares stay two parts, as union_all gives.
+    assert sorted(round(p.area) for p in parts) == [1, 1, 1, 3]
