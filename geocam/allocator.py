@@ -12,6 +12,14 @@ memory, never results.
   arrays are mapped and unmapped again, so that peak RSS stays that of the rasters in flight.
 - One arena for all threads: memory freed by one thread can serve another (Havel peak RSS
   about 1030 -> 960 MiB). Set it before the run starts its threads.
+
+In a program of your own, follow the stages of :func:`geocam.pipeline.iter_run_scene` (each
+starts with an event of ``done`` = 0)::
+
+    allocator.one_arena()
+    for event in iter_run_scene(scene, model, out_dir, config):
+        if event.done == 0:
+            (allocator.for_model if event.stage == "windows" else allocator.for_rasters)()
 """
 
 from __future__ import annotations
