@@ -106,6 +106,12 @@ def agreement(exact_dir: Path, dense_dir: Path) -> tuple[float, float, float]:
     return same, float(np.corrcoef(va[ok], vb[ok])[0, 1]), same_salient
 
 
+def _same_windows(args: argparse.Namespace) -> list[str]:
+    """The options that give every approach the same windows and threads."""
+    return ["--window-px", str(args.window_px), "--stride-px", str(args.stride_px),
+            "--threads", str(args.threads)]  # fmt: skip
+
+
 def run_peer(args: argparse.Namespace, work: Path, env: dict[str, str]) -> dict[str, float]:
     """One run of the peer; its figures."""
     wall, out = run_child(
@@ -117,12 +123,7 @@ def run_peer(args: argparse.Namespace, work: Path, env: dict[str, str]) -> dict[
             str(MODEL),
             "--out",
             str(work / "peer.tif"),
-            "--window-px",
-            str(args.window_px),
-            "--stride-px",
-            str(args.stride_px),
-            "--threads",
-            str(args.threads),
+            *_same_windows(args),
         ],
         env,
     )
@@ -151,12 +152,7 @@ def run_geocam(
             str(out_dir),
             "--mode",
             mode,
-            "--window-px",
-            str(args.window_px),
-            "--stride-px",
-            str(args.stride_px),
-            "--threads",
-            str(args.threads),
+            *_same_windows(args),
             "-q",
         ],
         env,
