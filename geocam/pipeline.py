@@ -458,7 +458,13 @@ def _finish_block(
     halo = config.sieve_px
     r0, c0 = int(block.window.row_off), int(block.window.col_off)
     h, w = int(block.window.height), int(block.window.width)
-    px = cells.render((r0 - halo, c0 - halo), (h + 2 * halo, w + 2 * halo))
+    # Probabilities only for classes whose heat can reach the threshold (they serve polygons).
+    heat_floor = config.threshold * np.where(scene_max > 0, scene_max, 1.0).astype(np.float32)
+    px = cells.render(
+        (r0 - halo, c0 - halo),
+        (h + 2 * halo, w + 2 * halo),
+        heat_floor if config.threshold > 0 else None,
+    )
     covered = px.covered & valid
     cls = class_map(px.cam, bias, covered)
     heat = normalise(px.cam, scene_max, out=px.cam)  # the raw CAM is not needed after this

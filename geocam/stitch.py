@@ -223,12 +223,21 @@ class CellGrid:
         ).astype(np.float32)
         return out
 
-    def render(self, origin_rc: tuple[int, int], shape_rc: tuple[int, int]) -> Rendered:
+    def render(
+        self,
+        origin_rc: tuple[int, int],
+        shape_rc: tuple[int, int],
+        prob_floor: npt.NDArray[np.float32] | None = None,
+    ) -> Rendered:
         """Per-pixel CAM and probabilities of a window of the scene grid (may overhang it).
 
         Args:
             origin_rc: (row, col) of the window's top-left pixel in the scene grid.
             shape_rc: (rows, cols) of the window.
+            prob_floor: ``(classes,)`` raw CAM values; if given, probabilities are rendered
+                only for the classes whose CAM reaches theirs somewhere in the window (a pixel
+                is a convex combination of lattice cells, so no pixel of another class does);
+                the other classes' probabilities are NaN.
         """
         rows = _Axis.of(origin_rc[0], shape_rc[0], self.origin_rc[0], self.lattice_px,
                         self.hits.shape[0])  # fmt: skip
@@ -247,15 +256,25 @@ class CellGrid:
         present_px = along_rows @ present @ along_cols
         covered = (hits[rows.own][:, cols.own] > 0) & rows.inside[:, None] & cols.inside[None, :]
         denom = np.where(covered, present_px, 1.0)
-        out = []
         uncovered = None if covered.all() else ~covered
-        for total in (self.cam_sum, self.prob_sum):
-            mean = total[:, r0:r1, c0:c1] * to_mean
-            value = along_rows @ mean @ along_cols / denom
+
+        def interpolate(cell_mean: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+            value = along_rows @ cell_mean @ along_cols / denom
             if uncovered is not None:
                 value[:, uncovered] = np.nan
-            out.append(value.astype(np.float32, copy=False))
-        return Rendered(cam=out[0], prob=out[1], covered=covered)
+            return value.astype(np.float32, copy=False)
+
+        cam_cells = self.cam_sum[:, r0:r1, c0:c1] * to_mean
+        prob_cells = self.prob_sum[:, r0:r1, c0:c1]
+        cam = interpolate(cam_cells)
+        if prob_floor is None:
+            return Rendered(cam=cam, prob=interpolate(prob_cells * to_mean), covered=covered)
+        reach = np.where(hits > 0, cam_cells, -np.inf).max(axis=(1, 2), initial=-np.inf)
+        needed = np.flatnonzero(reach >= prob_floor)
+        prob = np.full_like(cam, np.nan)
+        if needed.size:
+            prob[needed] = interpolate(prob_cells[needed] * to_mean)
+        return Rendered(cam=cam, prob=prob, covered=covered)
 
 
 def class_map(

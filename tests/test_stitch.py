@@ -81,6 +81,22 @@ def test_render_does_not_depend_on_the_block() -> None:
     np.testing.assert_array_equal(np.concatenate([p.covered for p in parts], axis=1), whole.covered)
 
 
+def test_probabilities_only_for_classes_that_reach_the_floor() -> None:
+    rng = np.random.default_rng(2)
+    cells, origins = _grid((128, 192), 64, 32)
+    cams = rng.normal(size=(len(origins), 3, 2, 2)).astype(np.float32)
+    cams[:, 1] -= 10.0  # class 1 stays far below any floor
+    cells.add(cams, rng.random((len(origins), 3)).astype(np.float32), origins)
+    full = cells.render((10, 20), (100, 150))
+    above_every_cell = cells.scene_max()[2] + 0.01
+    floor = np.array([-5.0, -5.0, above_every_cell], np.float32)
+    part = cells.render((10, 20), (100, 150), prob_floor=floor)
+    np.testing.assert_array_equal(part.cam, full.cam)
+    np.testing.assert_array_equal(part.prob[0], full.prob[0])  # reaches its floor
+    assert np.nanmax(full.cam[1]) < floor[1] and np.isnan(part.prob[1]).all()
+    assert np.nanmax(full.cam[2]) < floor[2] and np.isnan(part.prob[2]).all()
+
+
 def test_uncovered_cells_are_nan_and_do_not_bleed() -> None:
     cells, origins = _grid((64, 192), 64, 64)
     kept = [o for o in origins if o[1] != 64]  # the middle window is missing
