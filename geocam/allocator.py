@@ -44,7 +44,7 @@ def _libc() -> ctypes.CDLL | None:
         libc = ctypes.CDLL(None)
         libc.mallopt  # noqa: B018 - glibc and musl have it; macOS does not
         libc.malloc_trim  # noqa: B018 - glibc only
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: CDLL(None) on Windows
         return None
     return libc
 
