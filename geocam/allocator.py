@@ -25,9 +25,6 @@ starts with an event of ``done`` = 0)::
 from __future__ import annotations
 
 import ctypes
-import logging
-
-log = logging.getLogger(__name__)
 
 # mallopt parameters (glibc malloc.h)
 M_TRIM_THRESHOLD = -1
