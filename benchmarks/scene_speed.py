@@ -133,7 +133,7 @@ def run_peer(args: argparse.Namespace, work: Path, env: dict[str, str]) -> dict[
         "process_s": wall,
         "run_s": rec["wall_s"],
         "model_s": rec["model_s"],
-        "rss_mib": rec["peak_rss_mib"],
+        "rss_mib": rec["peak_rss_mib"] or float("nan"),  # None: not Linux
     }
 
 
@@ -164,7 +164,7 @@ def run_geocam(
         "process_s": wall,
         "run_s": run["timings_s"]["total"] + run["timings_s"]["load_model"],
         "model_s": run["timings_s"]["model"],
-        "rss_mib": run["peak_rss_mib"],
+        "rss_mib": run["peak_rss_mib"] or float("nan"),
         "alone_s": alone_s,
         "alone_windows": n_alone,
     }
