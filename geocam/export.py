@@ -22,6 +22,9 @@ from .polygonize import SalientPolygon
 
 log = logging.getLogger(__name__)
 
+#: Rows of the preview blended at a time.
+PREVIEW_CHUNK_ROWS = 128
+
 COLUMNS = (
     "class",
     "class_id",
@@ -126,10 +129,15 @@ def write_preview(
 
     palette = np.zeros((256, 3), dtype=np.float32)
     palette[: len(colours)] = np.asarray(colours, dtype=np.float32)
-    alpha = np.nan_to_num(heat, nan=0.0).clip(0, 1)[..., None] * 0.75
-    alpha[classes == 255] = 0.0
-    blended = rgb * (1 - alpha) + palette[classes] * alpha
     rows, cols = classes.shape
+    blended = np.empty((rows, cols, 3), dtype=np.uint8)
+    for r in range(0, rows, PREVIEW_CHUNK_ROWS):  # a few float rows at a time: memory stays small
+        part = slice(r, r + PREVIEW_CHUNK_ROWS)
+        alpha = np.nan_to_num(heat[part], nan=0.0).clip(0, 1)[..., None] * np.float32(0.75)
+        alpha[classes[part] == 255] = 0.0
+        mix = rgb[part] * (1 - alpha) + palette[classes[part]] * alpha
+        np.rint(mix, out=mix)
+        blended[part] = mix
     font = ImageFont.load_default(size=14)
     line_px, pad_px, swatch_px = 20, 8, 14
     present = [i for i in np.unique(classes).tolist() if i != 255 and i < len(class_names)]
@@ -148,7 +156,7 @@ def write_preview(
     top = line_px + pad_px
     height = top + rows + pad_px + line_px * (len(legend_rows) + 1)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    canvas.paste(Image.fromarray(blended.round().astype(np.uint8), "RGB"), (0, top))
+    canvas.paste(Image.fromarray(blended, "RGB"), (0, top))
     draw = ImageDraw.Draw(canvas)
     draw.text((pad_px, pad_px // 2), title, fill=(0, 0, 0), font=font)
     y = top + rows + pad_px

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 COG_TILE_PX = 512
 
 #: Named GeoTIFF creation profiles.
+_GDAL_VERSION = tuple(int(v) for v in rasterio.__gdal_version__.split(".")[:2])
+
 PROFILES: dict[str, dict[str, Any]] = {
     # Work files: written block by block, read back by blocks; fast compression.
     "work-tiff": {
@@ -58,12 +60,16 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     # Heat layers (float32, one band per class). ZSTD level 1 with the floating-point predictor:
     # on Havel (10 x 768 x 1536) 0.30 s and 10.4 MB vs DEFLATE level 6: 0.63 s and 10.9 MB
-    # (GDAL, and QGIS through it, read ZSTD since GDAL 2.3).
+    # (GDAL, and QGIS through it, read ZSTD since GDAL 2.3). Bands apart (INTERLEAVE=TILE, or
+    # BAND before GDAL 3.11): QGIS shows one class at a time and decompresses only its tiles.
+    # Havel, against PIXEL: 6.1 MB vs 8.6 MB, one band read in 9 ms vs 56 ms, written in 0.15-0.18
+    # s vs 0.21-0.24 s with 11-51 MiB of memory vs 66-123 MiB.
     "heat-cog": {
         "driver": "COG",
         "COMPRESS": "ZSTD",
         "LEVEL": 1,
         "PREDICTOR": "YES",
+        "INTERLEAVE": "TILE" if _GDAL_VERSION >= (3, 11) else "BAND",
         "BLOCKSIZE": COG_TILE_PX,
         "OVERVIEW_RESAMPLING": "AVERAGE",
         "BIGTIFF": "IF_SAFER",

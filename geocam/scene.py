@@ -601,7 +601,8 @@ def true_colour(
     Returns:
         ``(rows, cols, 3)`` uint8.
     """
-    scaled = (dn + np.float32(dn_offset)) * np.float32(10000.0 / reflectance_scale)
-    rgb = np.clip(scaled / 2750.0 * 255.0, 0, 255).astype(np.uint8)
+    scaled = dn + np.float32(dn_offset)  # one float temporary, worked in place
+    scaled *= np.float32(10000.0 / reflectance_scale / 2750.0 * 255.0)
+    rgb = np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
     rgb[:, ~valid] = 0
     return np.moveaxis(rgb, 0, -1)
