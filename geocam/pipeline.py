@@ -438,7 +438,7 @@ class _Finished:
     heat: npt.NDArray[np.float32]
     cls: npt.NDArray[np.uint8]
     pieces: list[list[Piece]]
-    seconds: dict[str, float]
+    seconds: dict[str, float]  # thread seconds; run.json sums them over blocks
 
 
 def _finish_block(
@@ -486,7 +486,7 @@ def _finish_block(
         heat=heat[:, inner[0], inner[1]],
         cls=cls[inner],
         pieces=pieces,
-        seconds={"render": t1 - t0, "polygonize": time.perf_counter() - t1},
+        seconds={"block_render": t1 - t0, "block_polygons": time.perf_counter() - t1},
     )
 
 
@@ -733,7 +733,7 @@ def _run(
                 )
             )
         del pieces
-        t = timer.add("polygonize", t)
+        t = timer.add("merge", t)
         frame = polygons_frame(polygons, scene.crs)
         write_gpkg(frame, tmp / OUTPUT_NAMES["gpkg"])
         write_geojson(frame, tmp / OUTPUT_NAMES["geojson"])
