@@ -210,6 +210,17 @@ def _polygon_parts(geom: shapely.Geometry) -> list[shapely.Polygon]:
     return [g for g in shapely.get_parts(geom) if isinstance(g, shapely.Polygon) and not g.is_empty]
 
 
+def _groups(geoms: npt.NDArray[np.object_], predicate: str | None) -> list[npt.NDArray[np.intp]]:
+    """Indexes of ``geoms`` in groups connected by ``predicate`` (None: overlapping bounds)."""
+    n = len(geoms)
+    left, right = shapely.STRtree(geoms).query(geoms, predicate=predicate)
+    linked = coo_matrix((np.ones(len(left), dtype=bool), (left, right)), shape=(n, n))
+    n_groups, group = connected_components(linked, directed=False)
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
+    return [order[bounds[k] : bounds[k + 1]] for k in range(n_groups)]
+
+
 def _union_touching(geoms: npt.NDArray[np.object_]) -> list[shapely.Polygon]:
     """The parts of the union of ``geoms``, unioned one group of touching polygons at a time.
 
@@ -218,16 +229,10 @@ def _union_touching(geoms: npt.NDArray[np.object_]) -> list[shapely.Polygon]:
     Not coverage_union_all: pieces meeting at a block seam rarely share vertices there, which
     is an invalid coverage that GEOS's coverage union silently gets wrong.
     """
-    n = len(geoms)
-    left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
-    touching = coo_matrix((np.ones(len(left), dtype=bool), (left, right)), shape=(n, n))
-    n_groups, group = connected_components(touching, directed=False)
-    order = np.argsort(group, kind="stable")
-    bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
     parts: list[shapely.Polygon] = []
-    for k in range(n_groups):
-        members = geoms[order[bounds[k] : bounds[k + 1]]]
-        parts += _polygon_parts(members[0] if len(members) == 1 else shapely.union_all(members))
+    for members in _groups(geoms, "intersects"):
+        one = geoms[members[0]] if len(members) == 1 else shapely.union_all(geoms[members])
+        parts += _polygon_parts(one)
     return parts
 
 
@@ -315,10 +320,16 @@ def simplify_polygons(parts: Sequence[shapely.Polygon], tolerance: float) -> lis
     if tolerance <= 0 or not parts:
         return list(parts)
     arr = np.array(parts, dtype=object)
-    try:
-        simple = shapely.coverage_simplify(arr, tolerance)
-    except (shapely.errors.GEOSException, AttributeError):
-        simple = shapely.simplify(arr, tolerance, preserve_topology=True)
+    simple = np.empty_like(arr)
+    # A vertex removal in one polygon can only be blocked by edges within its bounds (what it
+    # removes lies in the hull of its vertices), so groups of polygons whose bounds overlap
+    # simplify apart to the same result, faster (4000 x 4000 scene, 1050 polygons of one
+    # class: 0.59 -> 0.36 s).
+    for members in _groups(arr, None):
+        try:
+            simple[members] = shapely.coverage_simplify(arr[members], tolerance)
+        except (shapely.errors.GEOSException, AttributeError):  # AttributeError: shapely < 2.1
+            simple[members] = shapely.simplify(arr[members], tolerance, preserve_topology=True)
     out = []
     for original, new in zip(parts, simple, strict=True):
         ok = isinstance(new, shapely.Polygon) and not new.is_empty and new.is_valid
