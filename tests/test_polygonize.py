@@ -141,3 +141,20 @@ def test_union_of_touching_groups_equals_the_union_of_all():
     assert shapely.union_all(parts).equals(shapely.union_all(geoms))
     # (0..3, 0..1) is one part; the corner-touching squares stay two parts, as union_all gives.
     assert sorted(round(p.area) for p in parts) == [1, 1, 1, 3]
+
+
+def test_simplifying_by_groups_equals_simplifying_all_at_once() -> None:
+    from rasterio.features import shapes
+
+    from geocam.polygonize import simplify_polygons
+
+    # A coverage of a random label image: neighbours share edges, nested bounds, lone specks.
+    rng = np.random.default_rng(5)
+    labels = (rng.random((80, 80)) * 6).astype(np.int32)
+    labels[rng.random((80, 80)) > 0.7] = 0
+    parts = [shapely.geometry.shape(g) for g, v in shapes(labels, transform=T, connectivity=4)]
+    parts = [p for p in parts if p.area > 0]
+    assert len(parts) > 100
+    expected = shapely.coverage_simplify(np.array(parts, dtype=object), 15.0)
+    got = simplify_polygons(parts, 15.0)
+    assert all(shapely.equals_exact(g, e, 0.0) for g, e in zip(got, expected, strict=True))
