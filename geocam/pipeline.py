@@ -9,6 +9,9 @@ per-pixel CAM and probabilities from the lattice, normalise once per scene, writ
 class map to work GeoTIFFs (in a background thread) and polygonise. Then build the COGs, the
 vectors, the preview and run.json in a temporary folder and move each into place with
 ``os.replace``: an error leaves no half-written output behind.
+
+In the code: :func:`iter_run_scene` checks the inputs and owns the temporary folder; ``_run``
+chains ``_model_pass`` (pass 1), ``_raster_pass`` (pass 2), ``_write_outputs`` and ``_record``.
 """
 
 from __future__ import annotations
@@ -40,26 +43,23 @@ from threadpoolctl import threadpool_limits
 from .cam import Engine, compute_dtype, make_engine, resolve_precision, torch_device
 from .config import SceneConfig, to_mapping
 from .errors import ConfigError, OutputError, SceneError
-from .export import polygons_frame, write_geojson, write_gpkg, write_json, write_preview
+from .export import polygons_frame, write_geojson, write_gpkg, write_json
 from .model import GeocamModel, ModelCard, load_model
 from .polygonize import Piece, SalientPolygon, block_pieces, merge_pieces, salient_mask, sieve_mask
+from .preview import TRUE_COLOUR, PreviewGrid, write_scene_preview
 from .raster import (
     PyramidWriter,
     TiledWriter,
     class_colours,
     read_window,
-    subsample_windows,
     write_category_names,
     write_cog,
 )
-from .scene import BandMatch, Scene, SceneReader, match_bands, open_scene, render, true_colour
+from .scene import BandMatch, Scene, SceneReader, match_bands, open_scene, render
 from .stitch import NO_CLASS, CellGrid, class_map, normalise
 from .tiling import Block, Tile, grid_offsets, iter_blocks
 
 log = logging.getLogger(__name__)
-
-#: Sentinel-2 bands of a true-colour image, red to blue.
-TRUE_COLOUR = ("B04", "B03", "B02")
 
 #: Output file names of one scene.
 OUTPUT_NAMES: dict[str, str] = {
@@ -111,74 +111,6 @@ class SceneOutputs:
     seconds: float
     model_seconds: float
     polygons: int
-
-
-@dataclass(slots=True)
-class _PreviewGrid:
-    """What the preview shows, at its scale, filled block by block.
-
-    The class map, the winning class's heat and, when the model reads B04, B03 and B02, their
-    digital numbers (kept from the model's reads, so the scene is not read twice).
-    """
-
-    step: int
-    classes: npt.NDArray[np.uint8]
-    heat: npt.NDArray[np.float32]
-    rgb_dn: npt.NDArray[np.float32] | None = None
-    rgb_valid: npt.NDArray[np.bool_] | None = None
-
-    @classmethod
-    def for_scene(cls, shape_rc: tuple[int, int], preview_px: int) -> _PreviewGrid:
-        step = 1
-        while max(shape_rc) / step > preview_px:
-            step *= 2
-        sub = (-(-shape_rc[0] // step), -(-shape_rc[1] // step))
-        return cls(step, np.full(sub, NO_CLASS, np.uint8), np.full(sub, np.nan, np.float32))
-
-    def _pick(self, origin_rc: tuple[int, int]) -> tuple[tuple[slice, slice], int, int]:
-        """Slices taking every ``step``-th scene pixel of a block, and where they land.
-
-        Args:
-            origin_rc: the block's top-left pixel in the scene grid.
-        """
-        r0, c0 = origin_rc
-        pick = (
-            slice((-r0) % self.step, None, self.step),
-            slice((-c0) % self.step, None, self.step),
-        )
-        return pick, -(-r0 // self.step), -(-c0 // self.step)
-
-    def add(
-        self,
-        origin_rc: tuple[int, int],
-        classes: npt.NDArray[np.uint8],
-        heat: npt.NDArray[np.float32],
-    ) -> None:
-        """Keep a block's classes and winning-class heat at the preview's scale."""
-        pick, pr, pc = self._pick(origin_rc)
-        cls = classes[pick]
-        if cls.size == 0:
-            return
-        idx = np.where(cls == NO_CLASS, 0, cls).astype(np.intp)[None]
-        win = np.take_along_axis(heat[(slice(None), *pick)], idx, axis=0)[0]
-        win[cls == NO_CLASS] = np.nan
-        self.classes[pr : pr + cls.shape[0], pc : pc + cls.shape[1]] = cls
-        self.heat[pr : pr + cls.shape[0], pc : pc + cls.shape[1]] = win
-
-    def add_rgb(
-        self,
-        origin_rc: tuple[int, int],
-        dn: npt.NDArray[np.float32],
-        valid: npt.NDArray[np.bool_],
-    ) -> None:
-        """Keep a block's B04, B03, B02 digital numbers and validity at the preview's scale."""
-        if self.rgb_dn is None or self.rgb_valid is None:
-            self.rgb_dn = np.zeros((3, *self.classes.shape), np.float32)
-            self.rgb_valid = np.zeros(self.classes.shape, bool)
-        pick, pr, pc = self._pick(origin_rc)
-        sub = valid[pick]
-        self.rgb_dn[:, pr : pr + sub.shape[0], pc : pc + sub.shape[1]] = dn[(slice(None), *pick)]
-        self.rgb_valid[pr : pr + sub.shape[0], pc : pc + sub.shape[1]] = sub
 
 
 @dataclass(slots=True)
@@ -300,9 +232,10 @@ def iter_run_scene(
         with rasterio.Env(**dict(config.gdal_env)):
             timer = _Timer(t_start)
             timer.add("setup", t_start)  # model load, scene open, engine
-            result = yield from _run(
+            job = _Job(
                 opened, loaded, bands, engine, config, window_px, stride_px, rows, cols, tmp, timer
             )
+            result = yield from _run(job)
         files = {}
         for key, fname in OUTPUT_NAMES.items():
             src = tmp / fname
@@ -518,55 +451,98 @@ def _write_cogs(
     return time.perf_counter() - start
 
 
-def _run(
-    scene: Scene,
-    model: GeocamModel,
-    bands: BandMatch,
-    engine: Engine,
-    config: SceneConfig,
-    window_px: int,
-    stride_px: int,
-    row_offsets: Sequence[int],
-    col_offsets: Sequence[int],
-    tmp: Path,
-    timer: _Timer,
-) -> Generator[Progress, None, dict[str, Any]]:
-    card = model.card
-    n_classes = len(card.classes)
-    total_windows = len(row_offsets) * len(col_offsets)
-    block_px = config.block_px
-    n_block_rows = -(-scene.height // block_px)
-    n_block_cols = -(-scene.width // block_px)
-    n_blocks = n_block_rows * n_block_cols
-    colours = class_colours(card.classes)
-    work_valid, work_heat, work_cls = (
-        tmp / "work_valid.tif",
-        tmp / "work_heat.tif",
-        tmp / "work_cls.tif",
-    )
-    grid = {"crs": scene.crs, "transform": scene.transform, "shape_rc": scene.shape_rc}
-    names = list(card.classes)
-    colormap = {i: (*c, 255) for i, c in enumerate(colours)}
-    colormap[NO_CLASS] = (0, 0, 0, 0)
-    cls_tags = {"CLASS_NAMES": ",".join(names), **{f"CLASS_{i}": n for i, n in enumerate(names)}}
+@dataclass(slots=True)
+class _Job:
+    """One scene run's inputs and settings, shared by its stages."""
 
-    class_pixels = np.zeros(n_classes + 1, dtype=np.int64)
+    scene: Scene
+    model: GeocamModel
+    bands: BandMatch
+    engine: Engine
+    config: SceneConfig
+    window_px: int
+    stride_px: int
+    row_offsets: Sequence[int]
+    col_offsets: Sequence[int]
+    tmp: Path
+    timer: _Timer
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.model.card.classes)
+
+    @property
+    def grid(self) -> dict[str, Any]:
+        """The scene grid, as the raster writers take it."""
+        s = self.scene
+        return {"crs": s.crs, "transform": s.transform, "shape_rc": s.shape_rc}
+
+    def work(self, name: str) -> Path:
+        """A work file in the run's temporary folder."""
+        return self.tmp / f"work_{name}.tif"
+
+    def blocks(self, tiles: bool = True) -> Iterator[Block]:
+        """The output blocks, with the windows each owns (``tiles``) or none."""
+        s = self.scene
+        rows, cols = (self.row_offsets, self.col_offsets) if tiles else ((), ())
+        return iter_blocks(
+            s.height, s.width, self.config.block_px, rows, cols, self.window_px, s.transform
+        )
+
+
+@dataclass(slots=True)
+class _Scored:
+    """What the model pass leaves: the lattice sums and window counts."""
+
+    cells: CellGrid
+    scored: int
+    skipped: int
+
+
+@dataclass(slots=True)
+class _Rasters:
+    """What pass 2 leaves: each class's polygon pieces, pixel counts, the heat work files."""
+
+    scene_max: npt.NDArray[np.float32]
+    pieces: list[list[Piece]]
+    class_pixels: npt.NDArray[np.int64]
+    heat_vrt: Path
+    heat_files: list[Path]
+
+
+def _run(job: _Job) -> Generator[Progress, None, dict[str, Any]]:
+    preview = PreviewGrid.for_scene(job.scene.shape_rc, job.config.preview_px)
+    scored = yield from _model_pass(job, preview)
+    rasters = yield from _raster_pass(job, scored.cells, preview)
+    polygons = _write_outputs(job, rasters, preview)
+    for work in (job.work("valid"), job.work("cls"), *rasters.heat_files):
+        work.unlink(missing_ok=True)
+    record = _record(job, scored, rasters, polygons)
+    write_json(record, job.tmp / OUTPUT_NAMES["run"])
+    return record
+
+
+def _model_pass(job: _Job, preview: PreviewGrid) -> Generator[Progress, None, _Scored]:
+    """Pass 1: score every window, sum its CAM on the scene's lattice, keep the validity mask."""
+    scene, card, config, engine, timer = (
+        job.scene,
+        job.model.card,
+        job.config,
+        job.engine,
+        job.timer,
+    )
+    total_windows = len(job.row_offsets) * len(job.col_offsets)
     cells: CellGrid | None = None
-    preview = _PreviewGrid.for_scene(scene.shape_rc, config.preview_px)
     scored = skipped = done = 0
-    # ---- pass 1: model; window CAMs summed on the scene's lattice ------------------------
     yield Progress(scene.name, "windows", 0, total_windows)  # a stage starts with done=0
     t = time.perf_counter()
     with (
-        SceneReader(scene, bands.indexes) as reader,
-        TiledWriter(work_valid, 1, "uint8", nodata=None, profile="work-halo-tiff", **grid)
-        as valid_out,
+        SceneReader(scene, job.bands.indexes) as reader,
+        TiledWriter(
+            job.work("valid"), 1, "uint8", nodata=None, profile="work-halo-tiff", **job.grid
+        ) as valid_out,
         ExitStack() as stack,  # last in, first out: I/O threads stop before files close
-    ):  # fmt: skip
-        blocks = iter_blocks(
-            scene.height, scene.width, block_px, row_offsets, col_offsets, window_px,
-            scene.transform,
-        )  # fmt: skip
+    ):
         context_px = getattr(engine, "context_px", 0)
         min_valid = max(config.min_valid_fraction, 1e-9)
 
@@ -586,7 +562,7 @@ def _run(
 
         def prepare(block: Block) -> _Prepared:
             return _prepare(
-                block, reader, card, scene, config, window_px, context_px, min_valid, on_read
+                block, reader, card, scene, config, job.window_px, context_px, min_valid, on_read
             )
 
         # Read and render the next block while the model scores this one (one block in flight:
@@ -594,7 +570,7 @@ def _run(
         # from two threads at once.
         reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-read")
         stack.callback(reads.shutdown, cancel_futures=True)
-        for prepared in _ahead(blocks, prepare, reads):
+        for prepared in _ahead(job.blocks(), prepare, reads):
             block, region, valid = prepared.block, prepared.region, prepared.valid
             t = timer.add("read", t)
             rr, rc = int(region.row_off), int(region.col_off)
@@ -604,12 +580,12 @@ def _run(
                 assert prepared.image is not None
                 origins = [(tile.row_off - rr, tile.col_off - rc) for tile in prepared.todo]
                 k = 0
-                for scores in engine.score(prepared.image, origins, window_px):
+                for scores in engine.score(prepared.image, origins, job.window_px):
                     t = timer.add("model", t)
                     if cells is None:
                         cells_rc = (scores.cams.shape[-2], scores.cams.shape[-1])
-                        cells = CellGrid(n_classes, row_offsets, col_offsets, window_px,
-                                         cells_rc, stride_px)  # fmt: skip
+                        cells = CellGrid(len(card.classes), job.row_offsets, job.col_offsets,
+                                         job.window_px, cells_rc, job.stride_px)  # fmt: skip
                     batch = prepared.todo[k : k + len(scores.probs)]
                     cells.add(scores.cams, scores.probs, [(s.row_off, s.col_off) for s in batch])
                     k += len(batch)
@@ -632,21 +608,35 @@ def _run(
             f"pixels (nodata={scene.nodata}, {scene.nodata_source}); it is all nodata - check "
             "the file or pass --nodata / --min-valid"
         )
-    # ---- pass 2: per-pixel rasters from the lattice, normalised once; polygons ------------
+    return _Scored(cells, scored, skipped)
+
+
+def _raster_pass(
+    job: _Job, cells: CellGrid, preview: PreviewGrid
+) -> Generator[Progress, None, _Rasters]:
+    """Pass 2: per-pixel heat and classes from the lattice, normalised once; polygon pieces."""
+    scene, config, timer, names = job.scene, job.config, job.timer, job.names
+    n_classes = len(names)
+    n_blocks = -(-scene.height // config.block_px) * -(-scene.width // config.block_px)
     yield Progress(scene.name, "blocks", 0, n_blocks)
     scene_max = cells.scene_max()
     heat_tags = {"CAM_NORMALISATION": "relu(cam) / scene max of relu(cam) per class"}
+    colormap = {i: (*c, 255) for i, c in enumerate(class_colours(names))}
+    colormap[NO_CLASS] = (0, 0, 0, 0)
+    cls_tags = {"CLASS_NAMES": ",".join(names), **{f"CLASS_{i}": n for i, n in enumerate(names)}}
     halo = config.sieve_px
     pieces: list[list[Piece]] = [[] for _ in range(n_classes)]
+    class_pixels = np.zeros(n_classes + 1, dtype=np.int64)
     with (
         PyramidWriter(
-            work_heat, n_classes, block_px=block_px, descriptions=names, tags=heat_tags,
-            overviews=config.overviews, **grid,
+            job.work("heat"), n_classes, block_px=config.block_px, descriptions=names,
+            tags=heat_tags, overviews=config.overviews, **job.grid,
         ) as heat_out,
         TiledWriter(
-            work_cls, 1, "uint8", nodata=NO_CLASS, colormap=colormap, tags=cls_tags, **grid
+            job.work("cls"), 1, "uint8", nodata=NO_CLASS, colormap=colormap, tags=cls_tags,
+            **job.grid,
         ) as cls_out,
-        rasterio.open(work_valid) as valid_in,
+        rasterio.open(job.work("valid")) as valid_in,
         ExitStack() as stack,
     ):  # fmt: skip
         for i in range(n_classes):
@@ -658,10 +648,6 @@ def _run(
         writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-write")
         stack.callback(writes.shutdown, cancel_futures=True)
         pending_write: Future[None] | None = None
-
-        blocks = iter_blocks(
-            scene.height, scene.width, block_px, (), (), window_px, scene.transform
-        )
 
         def with_valid(blocks: Iterator[Block]) -> Iterator[tuple[Block, npt.NDArray[np.bool_]]]:
             # Read in the consuming (main) thread: one rasterio dataset, one thread.
@@ -675,7 +661,7 @@ def _run(
             # GDAL settings are per thread; without one, each sieve and shapes call makes one.
             with rasterio.Env(**dict(config.gdal_env)):
                 return item[0], _finish_block(
-                    item[0], item[1], cells, scene_max, engine.bias, config
+                    item[0], item[1], cells, scene_max, job.engine.bias, config
                 )
 
         # Blocks are rendered and polygonised on all threads the model used (numpy, scipy and
@@ -693,11 +679,11 @@ def _run(
         finishing = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geocam-finish")
         stack.callback(finishing.shutdown, cancel_futures=True)
         t_pass2 = time.perf_counter()
-        for b, (block, done_block) in enumerate(
-            _ahead(with_valid(blocks), finish, finishing, depth=max(1, workers - 1))
-        ):
+        finished = _ahead(
+            with_valid(job.blocks(tiles=False)), finish, finishing, depth=max(1, workers - 1)
+        )
+        for b, (block, done_block) in enumerate(finished):
             window = block.window
-            r0, c0 = int(window.row_off), int(window.col_off)
             class_pixels += np.bincount(
                 np.where(done_block.cls == NO_CLASS, n_classes, done_block.cls).ravel(),
                 minlength=n_classes + 1,
@@ -708,45 +694,61 @@ def _run(
                 _write_block, window, done_block.heat, done_block.cls, heat_out, cls_out
             )
             if config.preview:
-                preview.add((r0, c0), done_block.cls, done_block.heat)
+                preview.add((int(window.row_off), int(window.col_off)), done_block.cls,
+                            done_block.heat)  # fmt: skip
             for c in range(n_classes):
                 pieces[c].extend(done_block.pieces[c])
             for key, seconds in done_block.seconds.items():
                 timer.seconds[key] = timer.seconds.get(key, 0.0) + seconds
             yield Progress(scene.name, "blocks", b + 1, n_blocks)
-            t = time.perf_counter()
         if pending_write is not None:
             pending_write.result()
-        t = timer.add("pass2", t_pass2)
-    # The COGs (GDAL, multi-threaded, without the GIL) are written while the polygons merge
-    # and the vectors and preview are written.
+        timer.add("pass2", t_pass2)
+    heat_files = [job.work("heat"), *(level.path for level in heat_out.levels)]
+    return _Rasters(scene_max, pieces, class_pixels, heat_out.vrt(), heat_files)
+
+
+def _write_outputs(job: _Job, rasters: _Rasters, preview: PreviewGrid) -> list[SalientPolygon]:
+    """Write the COGs, the polygons and the preview; return the polygons.
+
+    The COGs (GDAL, multi-threaded, without the GIL) are written in the background while the
+    polygons merge and the vectors and preview are written.
+    """
+    scene, config, timer, names, tmp = job.scene, job.config, job.timer, job.names, job.tmp
+    t = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-cog") as cog_thread:
         cogs = cog_thread.submit(
-            _write_cogs, heat_out.vrt(), work_cls, tmp, names, config.overviews, config.gdal_env
-        )
-        res_x, res_y = scene.res_xy
+            _write_cogs, rasters.heat_vrt, job.work("cls"), tmp, names, config.overviews,
+            config.gdal_env,
+        )  # fmt: skip
+        tolerance = config.simplify_px * min(scene.res_xy)
         polygons: list[SalientPolygon] = []
-        for c in range(n_classes):
-            polygons.extend(
-                merge_pieces(
-                    pieces[c], c, names[c], scene.crs, config.simplify_px * min(res_x, res_y)
-                )
-            )
-        del pieces
+        for c, class_pieces in enumerate(rasters.pieces):
+            polygons.extend(merge_pieces(class_pieces, c, names[c], scene.crs, tolerance))
+        rasters.pieces.clear()
         t = timer.add("merge", t)
         frame = polygons_frame(polygons, scene.crs)
         write_gpkg(frame, tmp / OUTPUT_NAMES["gpkg"])
         write_geojson(frame, tmp / OUTPUT_NAMES["geojson"])
         t = timer.add("vectors", t)
         if config.preview:
-            _preview(scene, bands, model, config, tmp, colours, preview)
+            path = tmp / OUTPUT_NAMES["preview"]
+            write_scene_preview(path, scene, job.bands, job.model, config, preview)
             t = timer.add("preview", t)
         timer.seconds["cog"] = cogs.result()  # in the background; the wait is "cog_wait"
-        t = timer.add("cog_wait", t)
-    for work in (work_valid, work_cls, work_heat, *(w.path for w in heat_out.levels)):
-        work.unlink(missing_ok=True)
+        timer.add("cog_wait", t)
+    return polygons
+
+
+def _record(
+    job: _Job, scored: _Scored, rasters: _Rasters, polygons: Sequence[SalientPolygon]
+) -> dict[str, Any]:
+    """The run's record (run.json): inputs, parameters, counts, timings."""
+    scene, model, card, bands, config = job.scene, job.model, job.model.card, job.bands, job.config
+    engine, timer, names = job.engine, job.timer, job.names
     model_s = timer.seconds.get("model", 0.0)
-    valid_px = int(class_pixels[:n_classes].sum())
+    class_pixels = rasters.class_pixels
+    valid_px = int(class_pixels[: len(names)].sum())
     record: dict[str, Any] = {
         "geocam": _versions()["geocam"],
         "scene": {
@@ -778,22 +780,22 @@ def _run(
         },
         "parameters": {
             **to_mapping(config),
-            "window_px": window_px,
-            "stride_px": stride_px,
+            "window_px": job.window_px,
+            "stride_px": job.stride_px,
             "engine": engine.name,
             "device": str(getattr(engine, "device", config.device)),
             "precision": getattr(engine, "precision", config.precision),
             "threads": torch.get_num_threads(),
         },
         "windows": {
-            "total": total_windows,
-            "scored": scored,
-            "skipped_nodata": skipped,
-            "per_second_model": round(scored / model_s, 2) if model_s > 0 else None,
-            "lattice_px": cells.lattice_px,
+            "total": len(job.row_offsets) * len(job.col_offsets),
+            "scored": scored.scored,
+            "skipped_nodata": scored.skipped,
+            "per_second_model": round(scored.scored / model_s, 2) if model_s > 0 else None,
+            "lattice_px": scored.cells.lattice_px,
         },
-        "blocks": n_blocks,
-        "scene_max_cam": {n: float(scene_max[i]) for i, n in enumerate(names)},
+        "blocks": -(-scene.height // config.block_px) * -(-scene.width // config.block_px),
+        "scene_max_cam": {n: float(rasters.scene_max[i]) for i, n in enumerate(names)},
         "class_fraction": {
             n: round(float(class_pixels[i]) / max(valid_px, 1), 4) for i, n in enumerate(names)
         },
@@ -808,82 +810,13 @@ def _run(
         },
         "timings_s": {k: round(v, 3) for k, v in timer.seconds.items()},
         "versions": _versions(),
-        "outputs": [n for k, n in OUTPUT_NAMES.items() if (tmp / n).exists() or k == "run"],
+        "outputs": [n for k, n in OUTPUT_NAMES.items() if (job.tmp / n).exists() or k == "run"],
     }
     record["timings_s"].setdefault("model", 0.0)
     record["timings_s"]["total"] = round(time.perf_counter() - timer.start, 3)
     record["timings_s"]["load_model"] = round(model.load_s, 3)
     record["peak_rss_mib"] = peak_rss_mib()
-    write_json(record, tmp / OUTPUT_NAMES["run"])
     return record
-
-
-def _stretch(dn: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint8]:
-    out = np.zeros(dn.shape, dtype=np.uint8)
-    for k in range(dn.shape[0]):
-        vals = dn[k][valid]
-        if vals.size:
-            lo, hi = np.percentile(vals, (2, 98))
-            out[k] = np.clip((dn[k] - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
-    out[:, ~valid] = 0
-    return np.moveaxis(out, 0, -1)
-
-
-def _preview(
-    scene: Scene,
-    bands: BandMatch,
-    model: GeocamModel,
-    config: SceneConfig,
-    tmp: Path,
-    colours: Sequence[tuple[int, int, int]],
-    grid: _PreviewGrid,
-) -> None:
-    if grid.rgb_dn is not None and grid.rgb_valid is not None:  # kept from the model's reads
-        dn, valid, s2 = grid.rgb_dn, grid.rgb_valid, True
-    else:
-        dn, valid, s2 = _read_preview_bands(scene, bands, model, grid.step, grid.classes.shape)
-    if s2:
-        rgb = true_colour(dn, valid, scene.dn_offset, config.reflectance_scale)
-    else:
-        rgb = _stretch(dn, valid)
-    write_preview(
-        tmp / OUTPUT_NAMES["preview"],
-        rgb,
-        grid.classes,
-        grid.heat,
-        model.card.classes,
-        colours,
-        title=f"{scene.name}: winning class, opacity = CAM (model {model.card.architecture}, "
-        f"{model.sha256[:12]})",
-    )
-
-
-def _read_preview_bands(
-    scene: Scene, bands: BandMatch, model: GeocamModel, step: int, shape_rc: tuple[int, int]
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], bool]:
-    """Read every ``step``-th pixel of three bands for the preview.
-
-    Returns:
-        The scene's B04, B03, B02 (else the model's first three bands), their validity, and
-        whether they are true colour.
-    """
-    names = list(scene.band_names)
-    if all(b in names for b in TRUE_COLOUR):
-        idx = [names.index(b) for b in TRUE_COLOUR]
-        s2 = True
-    else:
-        idx = list(bands.indexes[:3]) if len(bands.indexes) >= 3 else [bands.indexes[0]] * 3
-        s2 = tuple(model.card.bands[:3]) == TRUE_COLOUR
-    dn = np.zeros((3, *shape_rc), dtype=np.float32)
-    valid = np.zeros(shape_rc, dtype=bool)
-    with SceneReader(scene, idx) as reader:
-        for win in subsample_windows(scene.shape_rc, step):
-            r, c = int(win.row_off) // step, int(win.col_off) // step
-            block_dn, block_valid = reader.read(win)
-            sub_dn = block_dn[:, ::step, ::step]
-            dn[:, r : r + sub_dn.shape[1], c : c + sub_dn.shape[2]] = sub_dn
-            valid[r : r + sub_dn.shape[1], c : c + sub_dn.shape[2]] = block_valid[::step, ::step]
-    return dn, valid, s2
 
 
 def iter_scene_inputs(paths: Sequence[Path]) -> Iterator[tuple[str, tuple[Path, ...]]]:

@@ -26,6 +26,7 @@ from geocam import SceneConfig, pipeline, run_scene
 from geocam.cli import main
 from geocam.errors import ConfigError, SceneError, TilingError
 from geocam.model import EUROSAT_CLASSES, build_net, save_model
+from geocam.preview import PreviewGrid
 
 OUTPUTS = {
     "cam.tif",
@@ -152,7 +153,7 @@ def test_preview_from_the_models_reads_equals_a_separate_read(
     scene = make_scene("p.tif", data=synthetic_s2((100, 139)))
     config = SceneConfig(block_px=64, preview_px=40)  # preview step 4 across 64 px blocks
     run_scene(scene, tiny_model, tmp_path / "kept", config)
-    monkeypatch.setattr(pipeline._PreviewGrid, "add_rgb", lambda *args: None)
+    monkeypatch.setattr(PreviewGrid, "add_rgb", lambda *args: None)
     run_scene(scene, tiny_model, tmp_path / "read", config)
     kept = np.asarray(Image.open(tmp_path / "kept/preview.png"))
     read = np.asarray(Image.open(tmp_path / "read/preview.png"))
