@@ -7,8 +7,8 @@ Runs, each in its own process (each reports its own peak RSS, Linux ``VmHWM``), 
 2. ``geocam run --mode exact``;
 3. ``geocam run --mode dense``;
 
-then, in this process, the model stage alone on the same windows (scene rendered in memory,
-engine only) for exact and dense. Prints, for each: windows/s and the ratio to the peer, both
+then, in this process, the model stage alone on the same batches (the run's blocks with the
+context each engine reads, the scene rendered in memory, engine only) for exact and dense. Prints, for each: windows/s and the ratio to the peer, both
 over the run (from model load to the last output written, as each reports it: ``wall_s`` of
 the peer, ``timings_s.total + timings_s.load_model`` of ``run.json``) and over the whole process (interpreter start and
 imports included: about 2 s for torch alone here); peak RSS; the share of the run in the model;
@@ -55,14 +55,18 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 
 def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple[int, float]:
-    """Seconds the engine alone takes on the scene's windows (scene pre-rendered in memory)."""
+    """Seconds the engine alone takes on the run's batches: the same blocks (each with the
+    context its engine reads around it) and windows, the scene pre-rendered in memory."""
+    from affine import Affine
+
     from geocam import allocator
     from geocam.cam import ExactEngine
     from geocam.config import SceneConfig
     from geocam.dense import DenseEngine
     from geocam.model import load_model
+    from geocam.pipeline import _region
     from geocam.scene import render
-    from geocam.tiling import grid_offsets
+    from geocam.tiling import grid_offsets, iter_blocks
 
     model = load_model(MODEL, dtype=torch.bfloat16)
     with rasterio.open(scene) as src:
@@ -70,18 +74,31 @@ def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple
         idx = [names.index(b) + 1 for b in model.card.bands]
         dn = src.read(idx).astype(np.float32)
     image = render(dn, np.ones(dn.shape[1:], bool), model.card)
-    rows, cols = grid_offsets(dn.shape[1], dn.shape[2], window_px, stride_px, "torchgeo")
-    pad = max(0, -min(rows[0], cols[0])) + 64
+    height, width = dn.shape[1:]
+    rows, cols = grid_offsets(height, width, window_px, stride_px, "torchgeo")
+    pad = 256  # more than any block's overhang and context
     image = np.pad(image, ((0, 0), (pad, pad), (pad, pad)))
-    origins = [(r + pad, c + pad) for r in rows for c in cols]
+    config = SceneConfig()
     engine = (
-        ExactEngine(model.net, batch_size=SceneConfig().batch_size)
+        ExactEngine(model.net, batch_size=config.batch_size)
         if mode == "exact"
         else DenseEngine(model.net)
     )
+    context_px = getattr(engine, "context_px", 0)
+    batches = []  # (block image, window origins in it), as the run gives them to the engine
+    for block in iter_blocks(height, width, config.block_px, rows, cols, window_px,
+                             Affine.identity()):  # fmt: skip
+        region = _region(block, block.tiles, window_px, context_px)
+        r0, c0 = int(region.row_off), int(region.col_off)
+        view = image[
+            :, r0 + pad : r0 + pad + int(region.height), c0 + pad : c0 + pad + int(region.width)
+        ]
+        batches.append((view, [(t.row_off - r0, t.col_off - c0) for t in block.tiles]))
     allocator.for_model()  # as `geocam run` does for its model stage
     start = time.perf_counter()
-    n = sum(len(s.probs) for s in engine.score(image, origins, window_px))
+    n = sum(
+        len(s.probs) for view, origins in batches for s in engine.score(view, origins, window_px)
+    )
     return n, time.perf_counter() - start
 
 
@@ -160,6 +177,7 @@ def run_geocam(
     run = json.loads((out_dir / "run.json").read_text())
     n_alone, alone_s = model_alone(args.scene, mode, args.window_px, args.stride_px)
     return {
+        **{f"t_{k}": v for k, v in run["timings_s"].items()},  # the run's stages
         "windows": run["windows"]["scored"],
         "process_s": wall,
         "run_s": run["timings_s"]["total"] + run["timings_s"]["load_model"],
@@ -223,6 +241,9 @@ def main() -> None:
         print(
             f"{mode} model alone: {r['alone_s']:.2f} s, {r['alone_windows'] / r['alone_s']:.0f} windows/s"
         )
+        stages = {k[2:]: v for k, v in r.items() if k.startswith("t_")}
+        print(f"{mode} run stages (run.json timings_s, s): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in sorted(stages.items(), key=lambda kv: -kv[1])))  # fmt: skip
     same, corr, same_salient = agreement(work / "exact", work / "dense")
     print(
         f"dense vs exact: same winning class on {100 * same:.1f}% of pixels "
