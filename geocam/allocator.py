@@ -12,6 +12,9 @@ memory, never results.
   arrays are mapped and unmapped again, so that peak RSS stays that of the rasters in flight.
 - One arena for all threads: memory freed by one thread can serve another (Havel peak RSS
   about 1030 -> 960 MiB). Set it before the run starts its threads.
+- The pipeline itself calls :func:`trim` between its output steps: the polygon pieces freed by
+  the merge are scattered through the heap, where glibc keeps them (8000 x 8000 scene at
+  stride 32: peak RSS 923 -> 897 MiB, 27 ms).
 
 In a program of your own, follow the stages of :func:`geocam.pipeline.iter_run_scene` (each
 starts with an event of ``done`` = 0)::
@@ -46,6 +49,12 @@ def _libc() -> ctypes.CDLL | None:
     return libc
 
 
+def trim() -> None:
+    """Give the heap's free pages back to the kernel (changes no setting; for libraries too)."""
+    if (libc := _libc()) is not None:
+        libc.malloc_trim(0)
+
+
 def one_arena() -> None:
     """Serve every thread from one malloc arena."""
     if (libc := _libc()) is not None:
@@ -62,6 +71,6 @@ def for_model() -> None:
 def for_rasters() -> None:
     """Return the model stage's freed memory; map large arrays (pass 2)."""
     if (libc := _libc()) is not None:
-        libc.malloc_trim(0)
+        trim()
         libc.mallopt(M_MMAP_THRESHOLD, RASTER_THRESHOLD_BYTES)
         libc.mallopt(M_TRIM_THRESHOLD, RASTER_THRESHOLD_BYTES)

@@ -40,6 +40,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 from threadpoolctl import threadpool_limits
 
+from . import allocator
 from .cam import Engine, compute_dtype, make_engine, resolve_precision, torch_device
 from .config import SceneConfig, to_mapping
 from .errors import ConfigError, OutputError, SceneError
@@ -726,10 +727,13 @@ def _write_outputs(job: _Job, rasters: _Rasters, preview: PreviewGrid) -> list[S
         for c, class_pieces in enumerate(rasters.pieces):
             polygons.extend(merge_pieces(class_pieces, c, names[c], scene.crs, tolerance))
         rasters.pieces.clear()
+        allocator.trim()  # the pieces' memory, scattered through the heap
         t = timer.add("merge", t)
         frame = polygons_frame(polygons, scene.crs)
         write_gpkg(frame, tmp / OUTPUT_NAMES["gpkg"])
         write_geojson(frame, tmp / OUTPUT_NAMES["geojson"])
+        del frame
+        allocator.trim()
         t = timer.add("vectors", t)
         if config.preview:
             path = tmp / OUTPUT_NAMES["preview"]
