@@ -124,7 +124,12 @@ def _show_warning(
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]),
               help="bf16, fp32, or auto (bf16 where native: AVX512-BF16, AMX, CUDA) [auto].")  # fmt: skip
 @click.option("--reflectance-scale", type=click.FloatRange(min=0, min_open=True),
-              help="Scene DNs are reflectance x this [10000].")  # fmt: skip
+              help="Scene DNs are reflectance x this [from the scene, else 10000].")  # fmt: skip
+@click.option("--level", type=click.Choice(["L1C", "L2A"], case_sensitive=False),
+              callback=lambda ctx, param, v: v.upper() if v else None,
+              help="Processing level [from product metadata, tags or names].")  # fmt: skip
+@click.option("--radiometry-check/--no-radiometry-check", default=None,
+              help="Refuse values that cannot be reflectance at the scale decided [yes].")  # fmt: skip
 @click.option("--dn-offset", callback=_dn_offset,
               help="Added to DNs first: 'auto' (product metadata) or a number, e.g. -1000.")  # fmt: skip
 @click.option("--nodata", type=float, help="Nodata DN [scene's; 0 for Sentinel-2].")
@@ -239,6 +244,11 @@ def _split_bands(value: str | None) -> tuple[str, ...] | None:
     "--consistency-weight",
     type=float,
     help="Weight of the loss matching mosaic (dense) CAMs to each window's own (exact) CAM.",
+)
+@click.option(
+    "--radiometric",
+    type=float,
+    help="Share of training images given radiometric jitter (L2A-like, haze, gain, gamma; 0: off).",
 )
 @click.option("--workers", "num_workers", type=int, help="DataLoader workers.")
 @click.option("--threads", type=int, help="torch CPU threads.")

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 Mode = Literal["exact", "dense"]
 Precision = Literal["auto", "fp32", "bf16"]
 Grid = Literal["torchgeo", "inward"]
+Level = Literal["L1C", "L2A"]
 
 MODES: tuple[str, ...] = ("exact", "dense")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
@@ -128,9 +129,15 @@ class SceneConfig:
         precision: ``"bf16"``, ``"fp32"``, or ``"auto"`` (bf16 on CPUs with AVX512-BF16 or AMX
             and on CUDA devices that support it, fp32 otherwise): the model's weights and
             activations.
-        reflectance_scale: the scene's digital numbers are reflectance x this (Sentinel-2: 10000).
+        reflectance_scale: the scene's digital numbers are reflectance x this (Sentinel-2:
+            10000); None: from the scene (GDAL scale/offset metadata, 0-1 floats, 8-bit
+            true-colour renderings, else 10000). See geocam.radiometry.
         dn_offset: added to digital numbers before scaling (L2A/L1C from processing baseline
             04.00: -1000); None: read it from the product metadata, else 0.
+        level: the scene's processing level, ``"L1C"`` or ``"L2A"``; None: from the product
+            metadata, tags or names (recorded in run.json).
+        radiometry_check: refuse scenes whose values cannot be reflectance at the scale
+            decided (a sample's percentiles; see geocam.radiometry).
         nodata: digital number marking missing pixels; None: the scene's nodata value, else 0
             for Sentinel-2 scenes (the products' NODATA value), else every pixel is valid.
         min_valid_fraction: windows with fewer valid pixels than this fraction are skipped and
@@ -164,8 +171,10 @@ class SceneConfig:
     threads: int | None = None
     mode: Mode = "exact"
     precision: Precision = "auto"
-    reflectance_scale: float = 10000.0
+    reflectance_scale: float | None = None
     dn_offset: float | None = None
+    level: Level | None = None
+    radiometry_check: bool = True
     nodata: float | None = None
     min_valid_fraction: float = 0.5
     block_px: int = 512
@@ -217,7 +226,11 @@ class SceneConfig:
             )
         if self.grid not in GRIDS:
             raise ConfigError(f"`grid`={self.grid!r} is not one of {', '.join(GRIDS)}")
-        if not (math.isfinite(self.reflectance_scale) and self.reflectance_scale > 0):
+        if self.level is not None and self.level not in ("L1C", "L2A"):
+            raise ConfigError(f"`level`={self.level!r} is not one of L1C, L2A")
+        if self.reflectance_scale is not None and not (
+            math.isfinite(self.reflectance_scale) and self.reflectance_scale > 0
+        ):
             raise ConfigError(
                 f"`reflectance_scale`={self.reflectance_scale!r} must be a positive number "
                 "(10000 for Sentinel-2 products, 1000 for reflectance x 1000)"

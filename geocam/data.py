@@ -26,6 +26,7 @@ from torch import Tensor
 from torchgeo.datamodules import NonGeoDataModule
 from torchgeo.datasets import EuroSAT, NonGeoClassificationDataset
 
+from .augment import RadiometricJitter, radiometric_jitter
 from .errors import DatasetError
 from .model import (
     EUROSAT_CLASSES,
@@ -211,21 +212,33 @@ def random_dihedral(images: Tensor, generator: torch.Generator | None = None) ->
 
 
 class EuroSATDataModule(NonGeoDataModule):
-    """Lightning datamodule over :func:`make_dataset` splits with exact D4 augmentation."""
+    """Lightning datamodule over :func:`make_dataset` splits with exact D4 augmentation.
 
-    def __init__(self, spec: DataSpec, batch_size: int = 128, num_workers: int = 0) -> None:
+    Training batches may also get :func:`geocam.augment.radiometric_jitter` (before the
+    normalisation), so that the model reads L2A, hazy and differently lit scenes too.
+    """
+
+    def __init__(
+        self,
+        spec: DataSpec,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        jitter: RadiometricJitter | None = None,
+    ) -> None:
         """Create the datamodule.
 
         Args:
             spec: which data and bands.
             batch_size: images per batch.
             num_workers: DataLoader worker processes.
+            jitter: radiometric augmentation of training batches; None: off.
         """
         mean, std = spec.mean_std
         self.mean = torch.tensor(mean)
         self.std = torch.tensor(std)
         super().__init__(EuroSATRGB, batch_size, num_workers)
         self.spec = spec
+        self.jitter = jitter
 
     def setup(self, stage: str) -> None:
         """Open the datasets a Lightning stage needs."""
@@ -246,10 +259,13 @@ class EuroSATDataModule(NonGeoDataModule):
     def on_after_batch_transfer(self, batch: Sample, dataloader_idx: int) -> Sample:
         """Normalise, and augment while training."""
         image = batch["image"].float()
+        training = self.trainer is not None and self.trainer.training
+        if training and self.jitter is not None:
+            image = radiometric_jitter(image, self.spec.bands, self.spec.rendering, self.jitter)
         mean = self.mean.to(image.device).view(1, -1, 1, 1)
         std = self.std.to(image.device).view(1, -1, 1, 1)
         image = (image - mean) / std
-        if self.trainer is not None and self.trainer.training:
+        if training:
             image = random_dihedral(image)
         batch["image"] = image.contiguous(memory_format=torch.channels_last)
         return batch

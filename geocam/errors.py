@@ -29,6 +29,10 @@ class BandError(GeocamError, ValueError):
     """The scene's bands cannot be matched to the model's input bands."""
 
 
+class RadiometryError(GeocamError, ValueError):
+    """A scene's values or ground resolution cannot be what the model reads."""
+
+
 class TilingError(GeocamError, ValueError):
     """Window size or stride do not fit the scene."""
 

@@ -48,6 +48,7 @@ from .export import polygons_frame, write_geojson, write_gpkg, write_json
 from .model import GeocamModel, ModelCard, load_model
 from .polygonize import Piece, SalientPolygon, block_pieces, merge_pieces, salient_mask, sieve_mask
 from .preview import TRUE_COLOUR, PreviewGrid, write_scene_preview
+from .radiometry import GroundScale, Radiometry, ground_sample_m, plan_ground_scale
 from .raster import (
     PyramidWriter,
     TiledWriter,
@@ -56,7 +57,7 @@ from .raster import (
     write_category_names,
     write_cog,
 )
-from .scene import BandMatch, Scene, SceneReader, match_bands, open_scene, render
+from .scene import BandMatch, Scene, SceneReader, match_bands, open_scene, render, scene_radiometry
 from .stitch import NO_CLASS, CellGrid, class_map, normalise
 from .tiling import Block, Tile, grid_offsets, iter_blocks
 
@@ -211,7 +212,21 @@ def iter_run_scene(
         raise ConfigError(f"`model` has {len(card.classes)} classes; at most 254 fit a uint8 map")
     opened = open_scene(paths, name=name, nodata=config.nodata, dn_offset=config.dn_offset)
     bands = match_bands(opened, card.bands, config.bands)
-    window_px, stride_px = config.resolved_window(card.window_px)
+    radiometry = scene_radiometry(
+        opened,
+        bands,
+        level=config.level,
+        reflectance_scale=config.reflectance_scale,
+        dn_offset_declared=config.dn_offset is not None,
+        check=config.radiometry_check,
+    )
+    ground = plan_ground_scale(
+        ground_sample_m(opened.crs, opened.transform, opened.shape_rc),
+        card.gsd_m,
+        card.window_px,
+        card.input_scale,
+    )
+    window_px, stride_px = config.resolved_window(ground.window_px)
     if config.mode == "dense":
         from .dense import DenseEngine
 
@@ -226,16 +241,15 @@ def iter_run_scene(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(engine_threads)
     engine = make_engine(
-        config.mode, loaded.net, config.batch_size, device, precision, card.input_scale
+        config.mode, loaded.net, config.batch_size, device, precision, ground.input_scale
     )
     tmp, created = _prepare_out_dir(out_dir)
     try:
         with rasterio.Env(**dict(config.gdal_env)):
             timer = _Timer(t_start)
             timer.add("setup", t_start)  # model load, scene open, engine
-            job = _Job(
-                opened, loaded, bands, engine, config, window_px, stride_px, rows, cols, tmp, timer
-            )
+            job = _Job(opened, loaded, bands, engine, config, window_px, stride_px, rows, cols,
+                       tmp, timer, radiometry, ground)  # fmt: skip
             result = yield from _run(job)
         files = {}
         for key, fname in OUTPUT_NAMES.items():
@@ -319,8 +333,7 @@ def _prepare(
     block: Block,
     reader: SceneReader,
     card: ModelCard,
-    scene: Scene,
-    config: SceneConfig,
+    radiometry: Radiometry,
     window_px: int,
     context_px: int,
     min_valid: float,
@@ -345,7 +358,7 @@ def _prepare(
         ].mean()
         >= min_valid
     ]
-    image = render(dn, valid, card, scene.dn_offset, config.reflectance_scale) if todo else None
+    image = render(dn, valid, card, radiometry, reader.band_indexes) if todo else None
     return _Prepared(block, region, valid, todo, image)
 
 
@@ -467,6 +480,8 @@ class _Job:
     col_offsets: Sequence[int]
     tmp: Path
     timer: _Timer
+    radiometry: Radiometry
+    ground: GroundScale
 
     @property
     def names(self) -> list[str]:
@@ -563,7 +578,7 @@ def _model_pass(job: _Job, preview: PreviewGrid) -> Generator[Progress, None, _S
 
         def prepare(block: Block) -> _Prepared:
             return _prepare(
-                block, reader, card, scene, config, job.window_px, context_px, min_valid, on_read
+                block, reader, card, job.radiometry, job.window_px, context_px, min_valid, on_read
             )
 
         # Read and render the next block while the model scores this one (one block in flight:
@@ -737,7 +752,7 @@ def _write_outputs(job: _Job, rasters: _Rasters, preview: PreviewGrid) -> list[S
         t = timer.add("vectors", t)
         if config.preview:
             path = tmp / OUTPUT_NAMES["preview"]
-            write_scene_preview(path, scene, job.bands, job.model, config, preview)
+            write_scene_preview(path, scene, job.bands, job.model, job.radiometry, preview)
             t = timer.add("preview", t)
         timer.seconds["cog"] = cogs.result()  # in the background; the wait is "cog_wait"
         timer.add("cog_wait", t)
@@ -771,6 +786,8 @@ def _record(
             "nodata_source": scene.nodata_source,
             "dn_offset": scene.dn_offset,
             "dn_offset_source": scene.dn_offset_source,
+            "radiometry": asdict(job.radiometry),
+            "ground": asdict(job.ground),
         },
         "model": {
             "sha256": model.sha256,

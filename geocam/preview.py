@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from .config import SceneConfig
 from .export import write_preview
 from .model import GeocamModel
+from .radiometry import Radiometry
 from .raster import class_colours, subsample_windows
 from .scene import BandMatch, Scene, SceneReader, true_colour
 from .stitch import NO_CLASS
@@ -119,7 +119,7 @@ def write_scene_preview(
     scene: Scene,
     bands: BandMatch,
     model: GeocamModel,
-    config: SceneConfig,
+    radiometry: Radiometry,
     grid: PreviewGrid,
 ) -> None:
     """Draw the preview PNG from what ``grid`` gathered (reading the bands if it holds none).
@@ -129,15 +129,18 @@ def write_scene_preview(
         scene: the scene.
         bands: the model's bands in the scene.
         model: the model (class names and colours, title).
-        config: the run's settings (reflectance scale, GDAL settings).
+        radiometry: how the scene's digital numbers become reflectance x 10000.
         grid: the class map, heat and, when the model reads them, true-colour bands.
     """
     if grid.rgb_dn is not None and grid.rgb_valid is not None:  # kept from the model's reads
         dn, valid, s2 = grid.rgb_dn, grid.rgb_valid, True
+        positions = [bands.indexes[model.card.bands.index(b)] for b in TRUE_COLOUR]
     else:
-        dn, valid, s2 = read_preview_bands(scene, bands, model, grid.step, grid.classes.shape)
+        dn, valid, s2, positions = read_preview_bands(
+            scene, bands, model, grid.step, grid.classes.shape
+        )
     if s2:
-        rgb = true_colour(dn, valid, scene.dn_offset, config.reflectance_scale)
+        rgb = true_colour(dn, valid, radiometry, positions)
     else:
         rgb = stretch(dn, valid)
     write_preview(
@@ -154,12 +157,12 @@ def write_scene_preview(
 
 def read_preview_bands(
     scene: Scene, bands: BandMatch, model: GeocamModel, step: int, shape_rc: tuple[int, int]
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], bool]:
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], bool, list[int]]:
     """Read every ``step``-th pixel of three bands for the preview.
 
     Returns:
-        The scene's B04, B03, B02 (else the model's first three bands), their validity, and
-        whether they are true colour.
+        The scene's B04, B03, B02 (else the model's first three bands), their validity,
+        whether they are true colour, and their scene band positions (0-based).
     """
     names = list(scene.band_names)
     if all(b in names for b in TRUE_COLOUR):
@@ -177,4 +180,4 @@ def read_preview_bands(
             sub_dn = block_dn[:, ::step, ::step]
             dn[:, r : r + sub_dn.shape[1], c : c + sub_dn.shape[2]] = sub_dn
             valid[r : r + sub_dn.shape[1], c : c + sub_dn.shape[2]] = block_valid[::step, ::step]
-    return dn, valid, s2
+    return dn, valid, s2, idx

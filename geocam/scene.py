@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -35,6 +35,7 @@ from rasterio.windows import Window
 from .config import BandSpec, normalise_band_name
 from .errors import BandError, BandOrderWarning, NodataWarning, SceneError
 from .model import ModelCard
+from .radiometry import Radiometry, decide_radiometry, detect_level
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,15 @@ class BandSource:
         path: the file.
         index: 1-based band index in that file.
         name: canonical Sentinel-2 name (``"B04"``) or None when unknown.
+        scale: GDAL scale metadata of the band (1.0 when unset).
+        offset: GDAL offset metadata of the band (0.0 when unset).
     """
 
     path: Path
     index: int
     name: str | None
+    scale: float = 1.0
+    offset: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,8 @@ class Scene:
         dn_offset: added to digital numbers before scaling (L2A/L1C baseline >= 04.00: -1000).
         dn_offset_source: where ``dn_offset`` came from.
         dtype: numpy dtype name of the digital numbers.
+        tags: the reference file's dataset tags.
+        metadata_level: ``PROCESSING_LEVEL`` of the product metadata file, if one was found.
     """
 
     name: str
@@ -100,6 +107,8 @@ class Scene:
     dn_offset: float
     dn_offset_source: str
     dtype: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    metadata_level: str | None = None
 
     @property
     def shape_rc(self) -> tuple[int, int]:
@@ -267,6 +276,8 @@ def open_scene(paths: Sequence[Path], name: str | None = None, nodata: float | N
                     "dtype": src.dtypes[0],
                     "tags": src.tags(),
                     "res": abs(src.transform.a),
+                    "scales": src.scales,
+                    "offsets": src.offsets,
                 }
             )
     ref = min(infos, key=lambda i: i["res"])
@@ -290,7 +301,9 @@ def open_scene(paths: Sequence[Path], name: str | None = None, nodata: float | N
             band = _band_name(info["descriptions"][i])
             if band is None and info["count"] == 1 and file_match:
                 band = normalise_band_name(file_match.group("band"))
-            bands.append(BandSource(path=info["path"], index=i + 1, name=band))
+            scale = float(info["scales"][i]) if info["scales"][i] is not None else 1.0
+            offset = float(info["offsets"][i]) if info["offsets"][i] is not None else 0.0
+            bands.append(BandSource(info["path"], i + 1, band, scale, offset))
     if len(infos) > 1:
         bands = _finest_per_name(bands, {i["path"]: i["res"] for i in infos})
         rank = {n: k for k, n in enumerate(S2_PRODUCT_ORDER)}
@@ -310,10 +323,11 @@ def open_scene(paths: Sequence[Path], name: str | None = None, nodata: float | N
             NodataWarning,
             stacklevel=2,
         )
+    meta = _product_metadata(paths)
     if dn_offset is not None:
         offset, offset_source = float(dn_offset), "--dn-offset"
     else:
-        offset, offset_source = detect_dn_offset(paths, ref["tags"])
+        offset, offset_source = detect_dn_offset(paths, ref["tags"], meta)
     return Scene(
         name=name or _safe_name(paths[0].stem),
         paths=paths,
@@ -327,6 +341,8 @@ def open_scene(paths: Sequence[Path], name: str | None = None, nodata: float | N
         dn_offset=offset,
         dn_offset_source=offset_source,
         dtype=str(ref["dtype"]),
+        tags=dict(ref["tags"]),
+        metadata_level=_metadata_text(meta, "PROCESSING_LEVEL"),
     )
 
 
@@ -341,20 +357,11 @@ def _finest_per_name(bands: list[BandSource], res: dict[Path, float]) -> list[Ba
     return [*best.values(), *unnamed]
 
 
-def detect_dn_offset(paths: Sequence[Path], tags: dict[str, str]) -> tuple[float, str]:
-    """Find the offset to add to Sentinel-2 digital numbers (-1000 from baseline 04.00).
-
-    Looks, in order, at a product metadata file (``MTD_MSIL2A.xml``: ``BOA_ADD_OFFSET``,
-    ``MTD_MSIL1C.xml``: ``RADIO_ADD_OFFSET``) up to four folders above the first file, at the
-    GeoTIFF tags (``BOA_ADD_OFFSET*``, ``RADIO_ADD_OFFSET*``, ``PROCESSING_BASELINE``), and at a
-    processing baseline in the file path (``_N0400_``).
-
-    Args:
-        paths: the scene's files.
-        tags: the reference file's dataset tags.
+def _product_metadata(paths: Sequence[Path]) -> tuple[str, Path, ElementTree.Element] | None:
+    """The product metadata file up to four folders above the first file, or None.
 
     Returns:
-        (offset, a description of where it came from); (0.0, ...) when nothing says otherwise.
+        (``MTD_MSIL2A.xml`` or ``MTD_MSIL1C.xml``, its path, its parsed root element).
     """
     first = Path(paths[0]).resolve()
     for folder in list(first.parents)[:5]:
@@ -362,20 +369,53 @@ def detect_dn_offset(paths: Sequence[Path], tags: dict[str, str]) -> tuple[float
             meta = folder / meta_name
             if meta.is_file():
                 try:
-                    root = ElementTree.parse(meta).getroot()
+                    return meta_name, meta, ElementTree.parse(meta).getroot()
                 except ElementTree.ParseError:
                     continue
-                values = [
-                    float(el.text)
-                    for el in root.iter()
-                    if el.tag.split("}")[-1] in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET") and el.text
-                ]
-                if values:
-                    return values[0], f"{meta_name} ({meta})"
-                for el in root.iter():
-                    if el.tag.split("}")[-1] == "PROCESSING_BASELINE" and el.text:
-                        off = -1000.0 if float(el.text) >= 4.0 else 0.0
-                        return off, f"{meta_name} PROCESSING_BASELINE {el.text}"
+    return None
+
+
+def _metadata_text(meta: tuple[str, Path, ElementTree.Element] | None, tag: str) -> str | None:
+    """The text of the first element named ``tag`` (namespaces ignored) in the metadata."""
+    if meta is None:
+        return None
+    for el in meta[2].iter():
+        if el.tag.split("}")[-1] == tag and el.text:
+            return el.text.strip()
+    return None
+
+
+def detect_dn_offset(
+    paths: Sequence[Path],
+    tags: Mapping[str, str],
+    meta: tuple[str, Path, ElementTree.Element] | None = None,
+) -> tuple[float, str]:
+    """Find the offset to add to Sentinel-2 digital numbers (-1000 from baseline 04.00).
+
+    Looks, in order, at the product metadata file (``MTD_MSIL2A.xml``: ``BOA_ADD_OFFSET``,
+    ``MTD_MSIL1C.xml``: ``RADIO_ADD_OFFSET``, ``PROCESSING_BASELINE``), at the GeoTIFF tags
+    (``BOA_ADD_OFFSET*``, ``RADIO_ADD_OFFSET*``, ``PROCESSING_BASELINE``), and at a processing
+    baseline in the file path (``_N0400_``).
+
+    Args:
+        paths: the scene's files.
+        tags: the reference file's dataset tags.
+        meta: the product metadata (see :func:`_product_metadata`); None: look for it.
+
+    Returns:
+        (offset, a description of where it came from); (0.0, ...) when nothing says otherwise.
+    """
+    meta = meta if meta is not None else _product_metadata(paths)
+    if meta is not None:
+        meta_name, meta_path, _ = meta
+        for tag in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET"):
+            text = _metadata_text(meta, tag)
+            if text:
+                return float(text), f"{meta_name} {tag} ({meta_path})"
+        text = _metadata_text(meta, "PROCESSING_BASELINE")
+        if text:
+            off = -1000.0 if float(text) >= 4.0 else 0.0
+            return off, f"{meta_name} PROCESSING_BASELINE {text}"
     for key, value in tags.items():
         if "ADD_OFFSET" in key.upper():
             try:
@@ -551,28 +591,28 @@ def render(
     dn: npt.NDArray[np.float32],
     valid: npt.NDArray[np.bool_],
     card: ModelCard,
-    dn_offset: float = 0.0,
-    reflectance_scale: float = 10000.0,
+    radiometry: Radiometry,
+    positions: Sequence[int],
 ) -> npt.NDArray[np.float32]:
     """Digital numbers to normalised model input, following the model card (pure).
 
-    ``dn10k = (dn + dn_offset) * 10000 / reflectance_scale``;
+    ``dn10k = dn * gain + add`` (the scene's :class:`~geocam.radiometry.Radiometry`);
     ``rendered = clip(dn10k * scale + offset, clip_min, clip_max)``;
     ``input = (rendered - mean) / std``; invalid pixels are set to 0 (the training mean).
 
     Args:
-        dn: digital numbers ``(bands, rows, cols)`` in the model's channel order.
+        dn: digital numbers ``(bands, rows, cols)`` in the model's channel order; changed in
+            place.
         valid: ``(rows, cols)`` mask of valid pixels.
         card: the model card (rendering, mean, std).
-        dn_offset: added to the digital numbers first (-1000 for baseline >= 04.00 products).
-        reflectance_scale: the scene's digital numbers are reflectance x this.
+        radiometry: how the scene's digital numbers become reflectance x 10000.
+        positions: the scene band (0-based) of each of ``dn``'s bands.
 
     Returns:
         ``(bands, rows, cols)`` float32.
     """
     r = card.rendering
-    factor = np.float32(10000.0 / reflectance_scale)
-    out = (dn + np.float32(dn_offset)) * factor
+    out = radiometry.to_dn10k(dn, positions)
     out *= np.float32(r.scale)
     out += np.float32(r.offset)
     np.clip(out, r.clip_min, r.clip_max, out=out)
@@ -587,22 +627,96 @@ def render(
 def true_colour(
     dn: npt.NDArray[np.float32],
     valid: npt.NDArray[np.bool_],
-    dn_offset: float = 0.0,
-    reflectance_scale: float = 10000.0,
+    radiometry: Radiometry,
+    positions: Sequence[int],
 ) -> npt.NDArray[np.uint8]:
     """EuroSAT-style true colour (``clip(dn10k / 2750 * 255)``) of red, green, blue bands (pure).
 
     Args:
-        dn: ``(3, rows, cols)`` digital numbers of B04, B03, B02 (or any three bands).
+        dn: ``(3, rows, cols)`` digital numbers of B04, B03, B02 (or any three bands); changed
+            in place.
         valid: ``(rows, cols)`` valid mask; invalid pixels are black.
-        dn_offset: added to the digital numbers first.
-        reflectance_scale: the scene's digital numbers are reflectance x this.
+        radiometry: how the scene's digital numbers become reflectance x 10000.
+        positions: the scene band (0-based) of each of ``dn``'s bands.
 
     Returns:
         ``(rows, cols, 3)`` uint8.
     """
-    scaled = dn + np.float32(dn_offset)  # one float temporary, worked in place
-    scaled *= np.float32(10000.0 / reflectance_scale / 2750.0 * 255.0)
+    scaled = radiometry.to_dn10k(dn, positions)
+    scaled *= np.float32(255.0 / 2750.0)
     rgb = np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
     rgb[:, ~valid] = 0
     return np.moveaxis(rgb, 0, -1)
+
+
+def sample_valid(
+    reader: SceneReader, windows_per_side: int = 8, window_px: int = 64
+) -> npt.NDArray[np.float32]:
+    """Valid digital numbers from windows spread evenly over the scene (for statistics).
+
+    Args:
+        reader: an entered reader of the bands to sample.
+        windows_per_side: windows along each axis.
+        window_px: window edge in pixels.
+
+    Returns:
+        ``(bands, n)`` float32: the valid pixels of every sampled window.
+    """
+    height, width = reader.scene.shape_rc
+    rows = np.linspace(0, max(height - window_px, 0), windows_per_side).round().astype(int)
+    cols = np.linspace(0, max(width - window_px, 0), windows_per_side).round().astype(int)
+    parts = []
+    for r in sorted(set(rows.tolist())):
+        for c in sorted(set(cols.tolist())):
+            dn, valid = reader.read(Window(c, r, min(window_px, width), min(window_px, height)))
+            parts.append(dn[:, valid])
+    return np.concatenate(parts, axis=1)
+
+
+def scene_radiometry(
+    scene: Scene,
+    match: BandMatch,
+    *,
+    level: str | None = None,
+    reflectance_scale: float | None = None,
+    dn_offset_declared: bool = False,
+    check: bool = True,
+) -> Radiometry:
+    """Decide and check how the scene's digital numbers become reflectance x 10000.
+
+    Reads a sample of the model's bands and hands it with what the files say (dtype, GDAL
+    scale/offset, tags, product metadata, names) to :func:`geocam.radiometry.decide_radiometry`.
+
+    Args:
+        scene: the opened scene.
+        match: the scene bands feeding the model.
+        level: ``--level`` (``"L1C"`` or ``"L2A"``), or None to detect it.
+        reflectance_scale: ``--reflectance-scale``, or None to detect it.
+        dn_offset_declared: the scene's ``dn_offset`` was given by the user.
+        check: refuse implausible values.
+
+    Raises:
+        RadiometryError: see :func:`geocam.radiometry.decide_radiometry`.
+    """
+    detected = detect_level(
+        level,
+        scene.metadata_level,
+        [str(p.resolve()) for p in scene.paths],
+        scene.tags,
+        scene.dn_offset_source,
+    )
+    with SceneReader(scene, match.indexes) as reader:
+        sample = sample_valid(reader)
+    return decide_radiometry(
+        dtype=scene.dtype,
+        positions=match.indexes,
+        gdal_scales=[b.scale for b in scene.bands],
+        gdal_offsets=[b.offset for b in scene.bands],
+        declared_scale=reflectance_scale,
+        dn_offset=scene.dn_offset,
+        dn_offset_source=scene.dn_offset_source,
+        dn_offset_declared=dn_offset_declared,
+        level=detected,
+        sample_dn=sample,
+        check=check,
+    )

@@ -17,7 +17,7 @@ import platform
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import Subset
 from torchgeo.tasks import Classification
 
+from .augment import RadiometricJitter
 from .cam import cpu_supports_bf16
 from .data import DataSpec, EuroSATDataModule
 from .errors import ConfigError
@@ -257,6 +258,7 @@ class TrainConfig:
     context_weight: float = 0.0
     mosaic_grid: int = 3
     consistency_weight: float = 0.0
+    radiometric: float = 0.0
     seed: int = 0
     num_workers: int = 2
     threads: int | None = None
@@ -275,6 +277,10 @@ class TrainConfig:
             raise ConfigError(f"`batch_size`={self.batch_size} must be >= 1")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"`precision`={self.precision!r}; use auto, bf16 or fp32")
+        if not 0.0 <= self.radiometric <= 1.0:
+            raise ConfigError(
+                f"`radiometric`={self.radiometric} is a probability; give a value in 0..1"
+            )
         if self.limit_images is not None and self.limit_images < 1:
             raise ConfigError(f"`limit_images`={self.limit_images} must be >= 1")
 
@@ -294,7 +300,7 @@ def lightning_precision(precision: str, accelerator: str) -> str:
 class _SubsetDataModule(EuroSATDataModule):
     """Datamodule keeping a seeded random ``limit`` images of each split (quick runs)."""
 
-    def __init__(self, spec: DataSpec, limit: int, seed: int, **kwargs: int) -> None:
+    def __init__(self, spec: DataSpec, limit: int, seed: int, **kwargs: Any) -> None:  # noqa: ANN401
         super().__init__(spec, **kwargs)
         self.limit = limit
         self.seed = seed
@@ -332,7 +338,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             f"`resume` asked but {str(last)!r} does not exist; train without --resume"
         )
 
-    dm_kwargs: dict[str, int] = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers}
+    jitter = RadiometricJitter(probability=cfg.radiometric) if cfg.radiometric > 0 else None
+    dm_kwargs: dict[str, Any] = {
+        "batch_size": cfg.batch_size,
+        "num_workers": cfg.num_workers,
+        "jitter": jitter,
+    }
     datamodule: EuroSATDataModule
     if cfg.limit_images:
         datamodule = _SubsetDataModule(cfg.data, cfg.limit_images, cfg.seed, **dm_kwargs)
@@ -410,6 +421,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             "context_weight": cfg.context_weight,
             "mosaic_grid": cfg.mosaic_grid,
             "consistency_weight": cfg.consistency_weight,
+            "radiometric_jitter": asdict(jitter) if jitter is not None else None,
             "precision": precision,
             "accelerator": str(trainer.accelerator.__class__.__name__),
             "wall_time_s_last_session": round(wall_s, 1),

@@ -23,6 +23,7 @@ from conftest import HAVEL, REAL_MODEL, SAMPLE, synthetic_s2, tiny_card, write_r
 from PIL import Image
 
 from geocam import SceneConfig, pipeline, run_scene
+from geocam.cam import cpu_supports_bf16
 from geocam.cli import main
 from geocam.errors import ConfigError, SceneError, TilingError
 from geocam.model import EUROSAT_CLASSES, build_net, save_model
@@ -138,7 +139,8 @@ def test_threads_do_not_change_the_outputs(
         with rasterio.open(out / "cam.tif") as cam, rasterio.open(out / "classes.tif") as cls:
             runs[threads] = (cam.read(), cls.read(), gpd.read_file(out / "salient.gpkg"))
     (cam1, cls1, poly1), (cam2, cls2, poly2) = runs[1], runs[2]
-    np.testing.assert_allclose(cam1, cam2, atol=1e-6)
+    # torch's float32 reductions in the model pass depend on its thread count (about 3e-6 here)
+    np.testing.assert_allclose(cam1, cam2, atol=1e-5)
     assert np.array_equal(cls1, cls2)
     assert len(poly1) > 1 and list(poly1["class"]) == list(poly2["class"])
     assert poly1.geometry.geom_equals(poly2.geometry).all()
@@ -190,8 +192,9 @@ def test_nodata_area_and_skipped_windows(
 
 
 def test_geographic_crs(make_scene: Callable[..., Path], tiny_model: Path, tmp_path: Path) -> None:
-    res = 0.0001  # ~7 x 11 m at 52.5 N
-    scene = make_scene("geo.tif", crs="EPSG:4326", transform=Affine(res, 0, 12.6, 0, -res, 52.5))
+    # about 10 x 10 m on the ground at 52.5 N
+    transform = Affine(0.000148, 0, 12.6, 0, -0.00009, 52.5)
+    scene = make_scene("geo.tif", crs="EPSG:4326", transform=transform)
     out = tmp_path / "geo"
     run_scene(scene, tiny_model, out, SceneConfig(stride_px=16, sieve_px=4, threshold=0.2))
     check_outputs(out, scene)
@@ -470,7 +473,15 @@ def test_sigterm_leaves_no_temporary_output(
 
 
 @pytest.mark.parametrize(
-    ("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32)]
+    ("precision", "dtype"),
+    [
+        pytest.param(
+            "bf16",
+            torch.bfloat16,
+            marks=pytest.mark.skipif(not cpu_supports_bf16(), reason="no native bf16 on this CPU"),
+        ),
+        ("fp32", torch.float32),
+    ],
 )
 def test_run_model_is_loaded_in_the_compute_dtype(
     tiny_model: Path, precision: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch

@@ -13,6 +13,7 @@ from rasterio.windows import Window
 from geocam.config import BandSpec
 from geocam.errors import BandError, BandOrderWarning, ConfigError, NodataWarning, SceneError
 from geocam.model import RGB_BANDS
+from geocam.radiometry import Radiometry
 from geocam.scene import (
     SceneReader,
     detect_dn_offset,
@@ -132,19 +133,23 @@ def test_nodata_pixels_invalid(tmp_path: Path) -> None:
     assert not valid[:10, :10].any() and valid[10:, 10:].all()
 
 
-def test_render_follows_card_and_reflectance_scale() -> None:
+def _radiometry(gain: float = 1.0, add: float = 0.0) -> Radiometry:
+    return Radiometry("reflectance", "L1C", "test", (gain,) * 3, (add,) * 3, "test", {})
+
+
+def test_render_follows_card_and_radiometry() -> None:
     card = tiny_card()
     dn = np.full((3, 2, 2), 2750.0, np.float32)
     valid = np.array([[True, True], [True, False]])
-    out = render(dn, valid, card)
+    out = render(dn.copy(), valid, card, _radiometry(), (0, 1, 2))
     np.testing.assert_allclose(
         out[:, 0, 0], (255.0 - np.array(card.mean)) / np.array(card.std), rtol=1e-5
     )
     assert (out[:, 1, 1] == 0).all()
-    np.testing.assert_allclose(
-        render(dn / 10, valid, card, reflectance_scale=1000.0), out, rtol=1e-5
-    )
-    np.testing.assert_allclose(render(dn + 1000, valid, card, dn_offset=-1000.0), out, rtol=1e-5)
+    x1000 = render(dn / 10, valid, card, _radiometry(gain=10.0), (0, 1, 2))
+    np.testing.assert_allclose(x1000, out, rtol=1e-5)
+    offset = render(dn + 1000, valid, card, _radiometry(add=-1000.0), (0, 1, 2))
+    np.testing.assert_allclose(offset, out, rtol=1e-5)
 
 
 def test_dn_offset_detection(tmp_path: Path) -> None:
@@ -154,6 +159,10 @@ def test_dn_offset_detection(tmp_path: Path) -> None:
     img.mkdir(parents=True)
     band = img / "T33UUU_20230101T000000_B04_10m.jp2"
     assert detect_dn_offset([band], {}) == (-1000.0, "processing baseline N0509")
+    (product / "MTD_MSIL2A.xml").write_text(
+        "<root><PROCESSING_BASELINE>05.09</PROCESSING_BASELINE></root>"
+    )
+    assert detect_dn_offset([band], {}) == (-1000.0, "MTD_MSIL2A.xml PROCESSING_BASELINE 05.09")
     (product / "MTD_MSIL2A.xml").write_text(
         "<root><BOA_ADD_OFFSET_VALUES_LIST><BOA_ADD_OFFSET band_id='0'>-1000</BOA_ADD_OFFSET>"
         "</BOA_ADD_OFFSET_VALUES_LIST></root>"
