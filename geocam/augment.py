@@ -18,14 +18,7 @@ import torch
 from torch import Tensor
 
 from .model import Rendering
-
-#: Typical Sentinel-2 path radiance per band in reflectance x 10000 (what L2A correction removes
-#: from a clear mid-latitude L1C scene; falls with wavelength, Rayleigh and aerosol scattering).
-PATH_RADIANCE_DN: dict[str, float] = {
-    "B01": 900.0, "B02": 600.0, "B03": 350.0, "B04": 250.0, "B05": 200.0, "B06": 150.0,
-    "B07": 130.0, "B08": 120.0, "B8A": 110.0, "B09": 60.0, "B10": 20.0, "B11": 30.0,
-    "B12": 20.0,
-}  # fmt: skip
+from .radiometry import PATH_RADIANCE_DN
 
 #: Digital number that the EuroSAT RGB rendering maps to 255; the tone curve's fixed point.
 _TONE_PIVOT_DN = 2750.0
@@ -98,4 +91,4 @@ def radiometric_jitter(
     return out.to(images.dtype)
 
 
-__all__ = ["PATH_RADIANCE_DN", "RadiometricJitter", "radiometric_jitter"]
+__all__ = ["RadiometricJitter", "radiometric_jitter"]

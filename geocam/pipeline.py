@@ -218,6 +218,7 @@ def iter_run_scene(
         level=config.level,
         reflectance_scale=config.reflectance_scale,
         dn_offset_declared=config.dn_offset is not None,
+        l2a_path_radiance=config.l2a_path_radiance,
         check=config.radiometry_check,
     )
     ground = plan_ground_scale(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,14 @@ RGB8_DN_PER_LEVEL = 2750.0 / 255.0
 _LEVEL_IN_NAME = re.compile(
     r"(?:^|[^a-z0-9])(?:s2[abcd]?_?)?(?:msi)?(l1c|l2a)(?:$|[^a-z0-9])", re.IGNORECASE
 )
+
+#: Typical Sentinel-2 path radiance per band in reflectance x 10000: what L2A correction removes
+#: from a clear mid-latitude L1C scene (falls with wavelength: Rayleigh and aerosol scattering).
+PATH_RADIANCE_DN: dict[str, float] = {
+    "B01": 900.0, "B02": 600.0, "B03": 350.0, "B04": 250.0, "B05": 200.0, "B06": 150.0,
+    "B07": 130.0, "B08": 120.0, "B8A": 110.0, "B09": 60.0, "B10": 20.0, "B11": 30.0,
+    "B12": 20.0,
+}  # fmt: skip
 
 #: Darkest 90th percentile (brightest model band, dn10k) of a real scene: clear open water in
 #: surface reflectance is about this dark; land, haze and any L1C scene are brighter.
@@ -173,6 +181,8 @@ def decide_radiometry(
     dn_offset_declared: bool,
     level: tuple[str, str],
     sample_dn: npt.NDArray[np.float32],
+    band_names: Sequence[str | None] = (),
+    l2a_path_radiance: bool = False,
     check: bool = True,
 ) -> Radiometry:
     """Decide the digital-number map of a scene and check that it gives reflectance.
@@ -188,6 +198,9 @@ def decide_radiometry(
         dn_offset_declared: ``dn_offset`` was given by the user (``--dn-offset``).
         level: (processing level, its source), see :func:`detect_level`.
         sample_dn: ``(bands, n)`` valid digital numbers sampled from the scene, model band order.
+        band_names: Sentinel-2 name of each scene band (None where unknown).
+        l2a_path_radiance: add :data:`PATH_RADIANCE_DN` to L2A scenes (after the checks), so
+            that surface reflectance looks like the L1C top-of-atmosphere data the model saw.
         check: refuse implausible values (``--no-radiometry-check`` turns it off).
 
     An L2A scene without offset metadata whose every band is brighter than surface
@@ -242,6 +255,13 @@ def decide_radiometry(
     radiometry = Radiometry(kind, *level, tuple(gain), tuple(add), source, _percentiles(dn10k))
     if check and dn10k.size:
         _check_plausible(radiometry)
+    if l2a_path_radiance and level[0] == "L2A" and kind == "reflectance":
+        path = [PATH_RADIANCE_DN.get(name or "", 0.0) for name in band_names]
+        radiometry = replace(
+            radiometry,
+            add=tuple(a + p for a, p in zip(add, path, strict=True)),
+            scale_source=f"{source}; L2A + typical path radiance (L1C-like)",
+        )
     return radiometry
 
 

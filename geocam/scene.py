@@ -680,6 +680,7 @@ def scene_radiometry(
     level: str | None = None,
     reflectance_scale: float | None = None,
     dn_offset_declared: bool = False,
+    l2a_path_radiance: bool = False,
     check: bool = True,
 ) -> Radiometry:
     """Decide and check how the scene's digital numbers become reflectance x 10000.
@@ -693,6 +694,7 @@ def scene_radiometry(
         level: ``--level`` (``"L1C"`` or ``"L2A"``), or None to detect it.
         reflectance_scale: ``--reflectance-scale``, or None to detect it.
         dn_offset_declared: the scene's ``dn_offset`` was given by the user.
+        l2a_path_radiance: make L2A scenes L1C-like (see ``decide_radiometry``).
         check: refuse implausible values.
 
     Raises:
@@ -718,5 +720,7 @@ def scene_radiometry(
         dn_offset_declared=dn_offset_declared,
         level=detected,
         sample_dn=sample,
+        band_names=scene.band_names,
+        l2a_path_radiance=l2a_path_radiance,
         check=check,
     )
