@@ -158,7 +158,9 @@ def run(
 ) -> None:
     """Score SCENE (GeoTIFFs, Sentinel-2 band files or product folders) with a geocam model.
 
-    Writes cam.tif, classes.tif, salient.gpkg, salient.geojson, preview.png and run.json to --out.
+    Writes cam.tif, classes.tif, salient.gpkg, salient.geojson, preview.png, run.json, QGIS styles
+    (.qml) and a QGIS project (project.qgs) to --out; several scenes go to --out/NAME, with one
+    project for them all in --out.
     """
     import warnings
 
@@ -166,13 +168,14 @@ def run(
 
     from . import allocator
     from .config import SceneConfig, load_config
-    from .pipeline import iter_run_scene, iter_scene_inputs, load_run_model
+    from .pipeline import iter_run_scene, iter_scene_inputs, load_run_model, write_batch_project
 
     allocator.one_arena()  # before the run's threads start
     warnings.showwarning = _show_warning
     config = (load_config(config_path) if config_path else SceneConfig()).replace(**options)
     scenes = list(iter_scene_inputs(scene))
     model = load_run_model(model_path, config)
+    results = []
     for name, paths in scenes:
         target = out_dir if len(scenes) == 1 else out_dir / name
         gen = iter_run_scene(paths, model, target, config, name=name)
@@ -199,6 +202,7 @@ def run(
                 bar.update(event.done - bar.n)
         if bar is not None:
             bar.close()
+        results.append(result)
         rate = result.windows / result.model_seconds if result.model_seconds else 0.0
         click.echo(
             f"{name}: {result.windows} windows ({result.windows_skipped} skipped as nodata), "
@@ -206,6 +210,8 @@ def run(
             f"model)\nOutputs in {result.out_dir}/: "
             + ", ".join(p.name for p in result.files.values())
         )
+    if len(results) > 1:
+        click.echo(f"QGIS project of all scenes: {write_batch_project(out_dir, results)}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ import numpy.typing as npt
 import rasterio
 import torch
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import array_bounds
 from rasterio.windows import Window
 from threadpoolctl import threadpool_limits
 
@@ -44,10 +45,20 @@ from . import allocator
 from .cam import Engine, compute_dtype, make_engine, resolve_precision, torch_device
 from .config import SceneConfig, to_mapping
 from .errors import ConfigError, OutputError, SceneError
-from .export import polygons_frame, write_geojson, write_gpkg, write_json
+from .export import polygons_frame, write_geojson, write_gpkg, write_json, write_text
 from .model import GeocamModel, ModelCard, load_model
-from .polygonize import Piece, SalientPolygon, block_pieces, merge_pieces, salient_mask, sieve_mask
+from .polygonize import (
+    Piece,
+    SalientPolygon,
+    block_pieces,
+    merge_pieces,
+    row_areas_m2,
+    salient_mask,
+    sieve_mask,
+)
 from .preview import TRUE_COLOUR, PreviewGrid, write_scene_preview
+from .project import SceneLayers, project_xml
+from .provenance import Provenance, geocam_version, provenance_date
 from .radiometry import GroundScale, Radiometry, ground_sample_m, plan_ground_scale
 from .raster import (
     PyramidWriter,
@@ -59,6 +70,7 @@ from .raster import (
 )
 from .scene import BandMatch, Scene, SceneReader, match_bands, open_scene, render, scene_radiometry
 from .stitch import NO_CLASS, CellGrid, class_map, normalise
+from .styles import cam_qml, classes_qml, salient_qml
 from .tiling import Block, Tile, grid_offsets, iter_blocks
 
 log = logging.getLogger(__name__)
@@ -71,6 +83,12 @@ OUTPUT_NAMES: dict[str, str] = {
     "gpkg": "salient.gpkg",
     "geojson": "salient.geojson",
     "preview": "preview.png",
+    "preview_world": "preview.pgw",
+    "preview_aux": "preview.png.aux.xml",
+    "cam_style": "cam.qml",
+    "classes_style": "classes.qml",
+    "salient_style": "salient.qml",
+    "project": "project.qgs",
     "run": "run.json",
 }
 
@@ -104,6 +122,7 @@ class SceneOutputs:
         seconds: wall time of the whole run.
         model_seconds: time spent in the model.
         polygons: number of salient polygons.
+        layers: what a QGIS project shows of the scene (for a batch's project).
     """
 
     out_dir: Path
@@ -113,6 +132,7 @@ class SceneOutputs:
     seconds: float
     model_seconds: float
     polygons: int
+    layers: SceneLayers | None = None
 
 
 @dataclass(slots=True)
@@ -244,14 +264,17 @@ def iter_run_scene(
     engine = make_engine(
         config.mode, loaded.net, config.batch_size, device, precision, ground.input_scale
     )
+    provenance = Provenance(
+        geocam_version(), loaded.sha256, opened.name, provenance_date(opened.paths)
+    )
     tmp, created = _prepare_out_dir(out_dir)
     try:
         with rasterio.Env(**dict(config.gdal_env)):
             timer = _Timer(t_start)
             timer.add("setup", t_start)  # model load, scene open, engine
             job = _Job(opened, loaded, bands, engine, config, window_px, stride_px, rows, cols,
-                       tmp, timer, radiometry, ground)  # fmt: skip
-            result = yield from _run(job)
+                       tmp, timer, provenance, radiometry, ground)  # fmt: skip
+            result, layers = yield from _run(job)
         files = {}
         for key, fname in OUTPUT_NAMES.items():
             src = tmp / fname
@@ -277,7 +300,42 @@ def iter_run_scene(
         seconds=time.perf_counter() - t_start,
         model_seconds=result["timings_s"]["model"],
         polygons=result["polygons"]["total"],
+        layers=layers,
     )
+
+
+def write_batch_project(out_dir: Path, runs: Sequence[SceneOutputs]) -> Path:
+    """Write one QGIS project (``project.qgs`` in ``out_dir``) showing every scene of a batch.
+
+    Each scene gets its group, with paths relative to ``out_dir``; the project takes the first
+    scene's CRS. The file is written under a temporary name and renamed.
+
+    Args:
+        out_dir: the batch's output folder, holding the scenes' folders.
+        runs: the scene runs.
+
+    Returns:
+        The project's path.
+
+    Raises:
+        ValueError: no run has a project description.
+    """
+    scenes = []
+    for run in runs:
+        if run.layers is not None:
+            folder = Path(os.path.relpath(run.out_dir, out_dir)).as_posix()
+            scenes.append(replace(run.layers, folder=folder))
+    if not scenes:
+        raise ValueError("no scene run to put in a project")
+    path = Path(out_dir) / OUTPUT_NAMES["project"]
+    text = project_xml(
+        scenes, title=f"geocam batch: {len(scenes)} scenes", created="",
+        abstract="; ".join(s.name for s in scenes),
+    )  # fmt: skip
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_text(tmp, text)
+    os.replace(tmp, path)
+    return path
 
 
 def peak_rss_mib() -> float | None:
@@ -481,6 +539,7 @@ class _Job:
     col_offsets: Sequence[int]
     tmp: Path
     timer: _Timer
+    provenance: Provenance
     radiometry: Radiometry
     ground: GroundScale
 
@@ -523,20 +582,21 @@ class _Rasters:
     scene_max: npt.NDArray[np.float32]
     pieces: list[list[Piece]]
     class_pixels: npt.NDArray[np.int64]
+    class_area_m2: npt.NDArray[np.float64]
     heat_vrt: Path
     heat_files: list[Path]
 
 
-def _run(job: _Job) -> Generator[Progress, None, dict[str, Any]]:
+def _run(job: _Job) -> Generator[Progress, None, tuple[dict[str, Any], SceneLayers]]:
     preview = PreviewGrid.for_scene(job.scene.shape_rc, job.config.preview_px)
     scored = yield from _model_pass(job, preview)
     rasters = yield from _raster_pass(job, scored.cells, preview)
-    polygons = _write_outputs(job, rasters, preview)
+    polygons, layers = _write_outputs(job, rasters, preview)
     for work in (job.work("valid"), job.work("cls"), *rasters.heat_files):
         work.unlink(missing_ok=True)
     record = _record(job, scored, rasters, polygons)
     write_json(record, job.tmp / OUTPUT_NAMES["run"])
-    return record
+    return record, layers
 
 
 def _model_pass(job: _Job, preview: PreviewGrid) -> Generator[Progress, None, _Scored]:
@@ -637,13 +697,22 @@ def _raster_pass(
     n_blocks = -(-scene.height // config.block_px) * -(-scene.width // config.block_px)
     yield Progress(scene.name, "blocks", 0, n_blocks)
     scene_max = cells.scene_max()
-    heat_tags = {"CAM_NORMALISATION": "relu(cam) / scene max of relu(cam) per class"}
+    provenance = job.provenance
+    heat_tags = {
+        "CAM_NORMALISATION": "relu(cam) / scene max of relu(cam) per class",
+        **provenance.tiff_tags(f"geocam CAM heat of {scene.name}, one band per class, 0-1"),
+    }
     colormap = {i: (*c, 255) for i, c in enumerate(class_colours(names))}
     colormap[NO_CLASS] = (0, 0, 0, 0)
-    cls_tags = {"CLASS_NAMES": ",".join(names), **{f"CLASS_{i}": n for i, n in enumerate(names)}}
+    cls_tags = {
+        "CLASS_NAMES": ",".join(names),
+        **{f"CLASS_{i}": n for i, n in enumerate(names)},
+        **provenance.tiff_tags(f"geocam winning class of {scene.name}, {NO_CLASS} = nodata"),
+    }
     halo = config.sieve_px
     pieces: list[list[Piece]] = [[] for _ in range(n_classes)]
-    class_pixels = np.zeros(n_classes + 1, dtype=np.int64)
+    # Pixels per class (the last column: nodata) in each scene row, for areas by latitude.
+    class_rows = np.zeros((scene.height, n_classes + 1), dtype=np.int64)
     with (
         PyramidWriter(
             job.work("heat"), n_classes, block_px=config.block_px, descriptions=names,
@@ -701,10 +770,12 @@ def _raster_pass(
         )
         for b, (block, done_block) in enumerate(finished):
             window = block.window
-            class_pixels += np.bincount(
-                np.where(done_block.cls == NO_CLASS, n_classes, done_block.cls).ravel(),
-                minlength=n_classes + 1,
-            )
+            r0, rows_px = int(window.row_off), done_block.cls.shape[0]
+            index = np.where(done_block.cls == NO_CLASS, n_classes, done_block.cls).astype(np.intp)
+            index += (n_classes + 1) * np.arange(rows_px, dtype=np.intp)[:, None]
+            class_rows[r0 : r0 + rows_px] += np.bincount(
+                index.ravel(), minlength=rows_px * (n_classes + 1)
+            ).reshape(rows_px, n_classes + 1)
             if pending_write is not None:
                 pending_write.result()  # the previous block's write (re-raises its error)
             pending_write = writes.submit(
@@ -722,16 +793,25 @@ def _raster_pass(
             pending_write.result()
         timer.add("pass2", t_pass2)
     heat_files = [job.work("heat"), *(level.path for level in heat_out.levels)]
-    return _Rasters(scene_max, pieces, class_pixels, heat_out.vrt(), heat_files)
+    class_area_m2 = row_areas_m2(scene.transform, scene.crs, scene.height) @ class_rows
+    return _Rasters(
+        scene_max, pieces, class_rows.sum(axis=0), class_area_m2, heat_out.vrt(), heat_files
+    )
 
 
-def _write_outputs(job: _Job, rasters: _Rasters, preview: PreviewGrid) -> list[SalientPolygon]:
-    """Write the COGs, the polygons and the preview; return the polygons.
+def _write_outputs(
+    job: _Job, rasters: _Rasters, preview: PreviewGrid
+) -> tuple[list[SalientPolygon], SceneLayers]:
+    """Write the COGs, the polygons, the preview and the QGIS styles and project.
+
+    Returns:
+        The polygons, and what the project shows.
 
     The COGs (GDAL, multi-threaded, without the GIL) are written in the background while the
     polygons merge and the vectors and preview are written.
     """
     scene, config, timer, names, tmp = job.scene, job.config, job.timer, job.names, job.tmp
+    provenance, colours = job.provenance, class_colours(names)
     t = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-cog") as cog_thread:
         cogs = cog_thread.submit(
@@ -746,18 +826,56 @@ def _write_outputs(job: _Job, rasters: _Rasters, preview: PreviewGrid) -> list[S
         allocator.trim()  # the pieces' memory, scattered through the heap
         t = timer.add("merge", t)
         frame = polygons_frame(polygons, scene.crs)
-        write_gpkg(frame, tmp / OUTPUT_NAMES["gpkg"])
+        polygon_style = salient_qml(names, colours)
+        write_gpkg(
+            frame, tmp / OUTPUT_NAMES["gpkg"], metadata=provenance.items(),
+            description=f"geocam salient polygons of {scene.name} ({provenance.summary()})",
+            style_qml=polygon_style, date=provenance.gpkg_date,
+        )  # fmt: skip
         write_geojson(frame, tmp / OUTPUT_NAMES["geojson"])
         del frame
         allocator.trim()
         t = timer.add("vectors", t)
+        preview_extent = None
         if config.preview:
             path = tmp / OUTPUT_NAMES["preview"]
-            write_scene_preview(path, scene, job.bands, job.model, job.radiometry, preview)
+            preview_extent = write_scene_preview(
+                path, scene, job.bands, job.model, job.radiometry, preview
+            )
             t = timer.add("preview", t)
+        layers = _scene_layers(job, rasters, preview_extent)
+        write_text(tmp / OUTPUT_NAMES["classes_style"], classes_qml(names, colours))
+        write_text(tmp / OUTPUT_NAMES["cam_style"], cam_qml(layers.heat_band))
+        write_text(tmp / OUTPUT_NAMES["salient_style"], polygon_style)
+        project = project_xml(
+            [layers], title=f"geocam: {scene.name}",
+            created=provenance.iso_date.rstrip("Z"), abstract=provenance.summary(),
+        )  # fmt: skip
+        write_text(tmp / OUTPUT_NAMES["project"], project)
         timer.seconds["cog"] = cogs.result()  # in the background; the wait is "cog_wait"
         timer.add("cog_wait", t)
-    return polygons
+    return polygons, layers
+
+
+def _scene_layers(
+    job: _Job, rasters: _Rasters, preview_extent: tuple[float, float, float, float] | None
+) -> SceneLayers:
+    """What the project shows: the heat of the class covering most of the scene, ticked."""
+    scene, names = job.scene, job.names
+    counts = rasters.class_pixels[: len(names)]
+    epsg = scene.crs.to_epsg()
+    return SceneLayers(
+        name=scene.name,
+        folder=".",
+        crs_wkt=scene.crs.to_wkt(),
+        crs_authid=f"EPSG:{epsg}" if epsg else None,
+        extent=array_bounds(*scene.shape_rc, scene.transform),  # (west, south, east, north)
+        classes=tuple(names),
+        colours=tuple(class_colours(names)),
+        heat_band=int(np.argmax(counts)) + 1 if counts.any() else 1,
+        preview=OUTPUT_NAMES["preview"] if preview_extent is not None else None,
+        preview_extent=preview_extent,
+    )
 
 
 def _record(
@@ -821,9 +939,16 @@ def _record(
         "class_fraction": {
             n: round(float(class_pixels[i]) / max(valid_px, 1), 4) for i, n in enumerate(names)
         },
+        "class_area_m2": {
+            n: round(float(rasters.class_area_m2[i]), 1) for i, n in enumerate(names)
+        },
         "polygons": {
             "total": len(polygons),
             "per_class": {n: sum(p.class_id == i for p in polygons) for i, n in enumerate(names)},
+            "area_m2_per_class": {
+                n: round(sum((p.area_m2 for p in polygons if p.class_id == i), 0.0), 1)
+                for i, n in enumerate(names)
+            },
             "rule": (
                 f"relu(cam)/scene max >= {config.threshold} and (class wins or probability >= "
                 f"{config.min_probability}); sieve {config.sieve_px} px; simplify "
@@ -832,6 +957,7 @@ def _record(
         },
         "timings_s": {k: round(v, 3) for k, v in timer.seconds.items()},
         "versions": _versions(),
+        "provenance": job.provenance.items(),
         "outputs": [n for k, n in OUTPUT_NAMES.items() if (job.tmp / n).exists() or k == "run"],
     }
     record["timings_s"].setdefault("model", 0.0)

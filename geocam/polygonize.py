@@ -366,3 +366,22 @@ def area_m2(geoms: Sequence[shapely.Geometry], crs: CRS) -> npt.NDArray[np.float
             factor = float(axis.unit_conversion_factor)
             break
     return np.asarray(shapely.area(np.array(geoms, dtype=object)), dtype=np.float64) * factor**2
+
+
+def row_areas_m2(transform: Affine, crs: CRS, rows: int) -> npt.NDArray[np.float64]:
+    """The area of one pixel in each row of a north-up grid, in square metres (as :func:`area_m2`).
+
+    Args:
+        transform: the grid's transform.
+        crs: its CRS.
+        rows: number of rows.
+
+    Returns:
+        ``(rows,)`` float64; constant for a projected CRS, by latitude for a geographic one.
+    """
+    x0, y0, dx, dy = transform.c, transform.f, transform.a, transform.e
+    if ProjCRS.from_user_input(crs.to_wkt()).is_geographic:
+        tops = y0 + dy * np.arange(rows)
+        cells = shapely.box(x0, tops + dy, x0 + dx, tops)
+        return area_m2(list(cells), crs)
+    return np.full(rows, area_m2([shapely.box(0, 0, abs(dx), abs(dy))], crs)[0])

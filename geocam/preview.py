@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from affine import Affine
 
-from .export import write_preview
+from .export import write_image_georeference, write_preview
 from .model import GeocamModel
 from .radiometry import Radiometry
 from .raster import class_colours, subsample_windows
@@ -121,8 +122,11 @@ def write_scene_preview(
     model: GeocamModel,
     radiometry: Radiometry,
     grid: PreviewGrid,
-) -> None:
+) -> tuple[float, float, float, float]:
     """Draw the preview PNG from what ``grid`` gathered (reading the bands if it holds none).
+
+    The PNG is georeferenced (a world file ``.pgw`` and ``.png.aux.xml`` beside it), so that it
+    opens in place in QGIS: its title bar and legend lie outside the scene.
 
     Args:
         path: the PNG to write.
@@ -131,6 +135,9 @@ def write_scene_preview(
         model: the model (class names and colours, title).
         radiometry: how the scene's digital numbers become reflectance x 10000.
         grid: the class map, heat and, when the model reads them, true-colour bands.
+
+    Returns:
+        The PNG's extent (xmin, ymin, xmax, ymax) in the scene CRS.
     """
     if grid.rgb_dn is not None and grid.rgb_valid is not None:  # kept from the model's reads
         dn, valid, s2 = grid.rgb_dn, grid.rgb_valid, True
@@ -143,7 +150,7 @@ def write_scene_preview(
         rgb = true_colour(dn, valid, radiometry, positions)
     else:
         rgb = stretch(dn, valid)
-    write_preview(
+    top_px, (rows, cols) = write_preview(
         path,
         rgb,
         grid.classes,
@@ -153,6 +160,21 @@ def write_scene_preview(
         title=f"{scene.name}: winning class, opacity = CAM (model {model.card.architecture}, "
         f"{model.sha256[:12]})",
     )
+    transform = preview_transform(scene.transform, grid.step, top_px)
+    write_image_georeference(path, transform, scene.crs)
+    (x0, y0), (x1, y1) = transform @ (0, 0), transform @ (cols, rows)
+    return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+
+def preview_transform(scene_transform: Affine, step: int, top_px: int) -> Affine:
+    """The preview image's grid: one pixel per ``step`` scene pixels, the scene ``top_px`` down.
+
+    Args:
+        scene_transform: the scene's north-up transform.
+        step: scene pixels per preview pixel.
+        top_px: image rows above the scene (the title bar).
+    """
+    return scene_transform @ Affine.scale(step) @ Affine.translation(0, -top_px)
 
 
 def read_preview_bands(

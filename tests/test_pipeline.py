@@ -36,6 +36,12 @@ OUTPUTS = {
     "salient.gpkg",
     "salient.geojson",
     "preview.png",
+    "preview.pgw",
+    "preview.png.aux.xml",
+    "cam.qml",
+    "classes.qml",
+    "salient.qml",
+    "project.qgs",
     "run.json",
 }
 
@@ -52,6 +58,9 @@ def check_outputs(out: Path, scene_path: Path, classes: tuple[str, ...] | None =
         with rasterio.open(out / name) as r:
             assert r.crs == crs and r.transform.almost_equals(transform) and r.shape == shape
             assert r.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+            tags = r.tags()
+            assert tags["TIFFTAG_SOFTWARE"].startswith("geocam ")
+            assert len(tags["GEOCAM_MODEL_SHA256"]) == 64 and tags["GEOCAM_DATE"]
     with rasterio.open(out / "cam.tif") as r:
         assert r.dtypes[0] == "float32" and np.isnan(r.nodata)
         if classes:
@@ -62,7 +71,7 @@ def check_outputs(out: Path, scene_path: Path, classes: tuple[str, ...] | None =
         assert r.dtypes[0] == "uint8" and r.nodata == 255
         assert r.colormap(1)[0][3] == 255
         assert "CLASS_NAMES" in r.tags()
-    gpkg = gpd.read_file(out / "salient.gpkg")
+    gpkg = gpd.read_file(out / "salient.gpkg", layer="salient")
     assert gpkg.crs == crs or gpkg.crs.equals(crs.to_wkt())
     assert gpkg.geometry.is_valid.all()
     if len(gpkg):
@@ -107,6 +116,38 @@ def test_run_scene_end_to_end(s2_scene: Path, tiny_model: Path, tmp_path: Path) 
     assert run["peak_rss_mib"] is None or run["peak_rss_mib"] > 100
 
 
+def test_run_records_areas_ids_and_provenance(
+    s2_scene: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1487239200")  # 2017-02-16T10:00:00Z
+    config = SceneConfig(stride_px=16, sieve_px=4, threads=1, threshold=0.3)
+    runs = [run_scene(s2_scene, tiny_model, tmp_path / f"run{i}", config) for i in range(2)]
+    out = runs[0].out_dir
+    run = json.loads((out / "run.json").read_text())
+    assert run["provenance"]["GEOCAM_DATE"] == "2017-02-16T10:00:00Z"
+    assert run["provenance"]["GEOCAM_MODEL_SHA256"] == run["model"]["sha256"]
+    with rasterio.open(out / "classes.tif") as r:
+        assert r.tags()["TIFFTAG_DATETIME"] == "2017:02:16 10:00:00"
+        cls = r.read(1)
+    names = run["model"]["classes"]
+    areas = run["class_area_m2"]  # 10 m pixels
+    assert areas == {n: float((cls == i).sum() * 100) for i, n in enumerate(names)}
+    gpkg = gpd.read_file(out / "salient.gpkg", layer="salient", fid_as_index=True)
+    assert len(gpkg) > 0
+    per_class = run["polygons"]["area_m2_per_class"]
+    for name in names:
+        assert per_class[name] == pytest.approx(gpkg.loc[gpkg["class"] == name, "area_m2"].sum())
+    features = json.loads((out / "salient.geojson").read_text())["features"]
+    assert [f["id"] for f in features] == gpkg.index.tolist()
+    assert [f["properties"]["class"] for f in features] == gpkg["class"].tolist()
+    # A rerun writes the same bytes (run.json holds timings).
+    for name in OUTPUTS - {"run.json"}:
+        assert (out / name).read_bytes() == (runs[1].out_dir / name).read_bytes(), name
+    # The project shows the heat of the class covering most of the scene.
+    top = int(np.argmax([areas[n] for n in names])) + 1
+    assert f'type="singlebandpseudocolor" band="{top}"' in (out / "cam.qml").read_text()
+
+
 def test_blocks_do_not_change_the_result(s2_scene: Path, tiny_model: Path, tmp_path: Path) -> None:
     cams = []
     for block in (64, 512):
@@ -137,7 +178,11 @@ def test_threads_do_not_change_the_outputs(
             warnings.simplefilter("error")  # e.g. rasterio's leaking NotGeoreferencedWarning
             run_scene(s2_scene, tiny_model, out, config)
         with rasterio.open(out / "cam.tif") as cam, rasterio.open(out / "classes.tif") as cls:
-            runs[threads] = (cam.read(), cls.read(), gpd.read_file(out / "salient.gpkg"))
+            runs[threads] = (
+                cam.read(),
+                cls.read(),
+                gpd.read_file(out / "salient.gpkg", layer="salient"),
+            )
     (cam1, cls1, poly1), (cam2, cls2, poly2) = runs[1], runs[2]
     # torch's float32 reductions in the model pass depend on its thread count (about 3e-6 here)
     np.testing.assert_allclose(cam1, cam2, atol=1e-5)
@@ -198,7 +243,7 @@ def test_geographic_crs(make_scene: Callable[..., Path], tiny_model: Path, tmp_p
     out = tmp_path / "geo"
     run_scene(scene, tiny_model, out, SceneConfig(stride_px=16, sieve_px=4, threshold=0.2))
     check_outputs(out, scene)
-    gpkg = gpd.read_file(out / "salient.gpkg")
+    gpkg = gpd.read_file(out / "salient.gpkg", layer="salient")
     assert len(gpkg)
     utm = gpkg.to_crs(32633)
     np.testing.assert_allclose(gpkg["area_m2"], utm.area, rtol=5e-3)
@@ -278,6 +323,10 @@ def test_cli_config_file_and_several_scenes(
     assert code == 0, output
     assert (out / "scene/cam.tif").exists() and (out / "other/cam.tif").exists()
     assert not (out / "scene/preview.png").exists()
+    assert not (out / "scene/preview.pgw").exists()
+    project = (out / "project.qgs").read_text()  # one project for the batch, relative paths
+    assert "./scene/cam.tif" in project and "./other/classes.tif" in project
+    assert "preview" not in project
 
 
 def bad_inputs(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[list[str], str]]:
@@ -378,7 +427,7 @@ def test_real_model_on_bundled_sample(tmp_path: Path) -> None:
     # weakly activated area for this model, so look at the lake's 49 x 49 px around it)
     assert share_of(out, names, WATER, (162, 270), radius=24) > 0.5
     assert class_at(out, names, (72, 380)) in WATER
-    gpkg = gpd.read_file(out / "salient.gpkg")
+    gpkg = gpd.read_file(out / "salient.gpkg", layer="salient")
     with rasterio.open(SAMPLE) as src:
         lake = shapely.Point(src.xy(162, 270))
     water = gpkg[gpkg["class"].isin(WATER)]
@@ -399,7 +448,7 @@ def test_real_model_on_full_havel(tmp_path: Path) -> None:
     assert class_at(out, names, (200, 1340)) in WATER
     assert class_at(out, names, (430, 245)) == "Forest"  # forest west (inside, not its edge)
     assert class_at(out, names, (20, 600)) == "Forest"  # forest north
-    gpkg = gpd.read_file(out / "salient.gpkg")
+    gpkg = gpd.read_file(out / "salient.gpkg", layer="salient")
     assert "Forest" in set(gpkg["class"]) and set(gpkg["class"]) & WATER
 
 

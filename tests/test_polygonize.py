@@ -7,7 +7,14 @@ from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
 
-from geocam.polygonize import area_m2, block_pieces, merge_pieces, salient_mask, sieve_mask
+from geocam.polygonize import (
+    area_m2,
+    block_pieces,
+    merge_pieces,
+    row_areas_m2,
+    salient_mask,
+    sieve_mask,
+)
 
 UTM = CRS.from_epsg(32633)
 T = Affine(10, 0, 330000, 0, -10, 5822040)
@@ -158,3 +165,13 @@ def test_simplifying_by_groups_equals_simplifying_all_at_once() -> None:
     expected = shapely.coverage_simplify(np.array(parts, dtype=object), 15.0)
     got = simplify_polygons(parts, 15.0)
     assert all(shapely.equals_exact(g, e, 0.0) for g, e in zip(got, expected, strict=True))
+
+
+def test_row_areas_projected_and_geographic() -> None:
+    utm = row_areas_m2(Affine(10, 0, 330000, 0, -10, 5822000), CRS.from_epsg(32633), 3)
+    assert utm.tolist() == [100.0, 100.0, 100.0]
+    # 0.1 degree cells from 60 N to the equator: they grow southwards and add up to the strip
+    wgs84 = CRS.from_epsg(4326)
+    geo = row_areas_m2(Affine(0.1, 0, 10, 0, -0.1, 60.0), wgs84, 600)
+    assert np.all(np.diff(geo) > 0)
+    assert geo.sum() == pytest.approx(area_m2([shapely.box(10, 0, 10.1, 60)], wgs84)[0], rel=1e-6)
