@@ -127,6 +127,8 @@ def test_train_ms_band_subset(tmp_path, tiny_config):
             str(tmp_path / "ms"),
             "--bands",
             "B04,B03,B02,B08",
+            "--radiometric",
+            "0.5",
             "--epochs",
             "1",
             "--out",
@@ -137,6 +139,7 @@ def test_train_ms_band_subset(tmp_path, tiny_config):
     )
     card = load_model(out / "model.safetensors").card
     assert card.bands == ("B04", "B03", "B02", "B08")
+    assert card.training["radiometric_jitter"]["probability"] == 0.5
     assert card.rendering.scale == 1.0
     assert len(card.mean) == 4
 
