@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +72,35 @@ def polygons_frame(polygons: Sequence[SalientPolygon], crs: CRS) -> gpd.GeoDataF
     return frame
 
 
+#: The GeoPackage's ``last_change`` time (GDAL writes the clock's otherwise, and two runs differ).
+GPKG_DATE = "1970-01-01T00:00:00.000Z"
+
+
+@contextmanager
+def _ogr_config(**options: str) -> Iterator[None]:
+    """Set GDAL options in pyogrio's GDAL (a library apart from rasterio's) and restore them."""
+    import pyogrio
+
+    old = {k: pyogrio.get_gdal_config_option(k) for k in options}
+    pyogrio.set_gdal_config_options(options)
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options(old)
+
+
+def gpkg_date() -> str:
+    """The GeoPackage time stamp: ``SOURCE_DATE_EPOCH`` (reproducible builds) or :data:`GPKG_DATE`."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if epoch.isdigit():
+        return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return GPKG_DATE
+
+
 def write_gpkg(frame: gpd.GeoDataFrame, path: Path, layer: str = "salient") -> None:
-    """Write polygons to a GeoPackage in their own CRS."""
-    frame.to_file(path, driver="GPKG", layer=layer, engine="pyogrio", geometry_type="Polygon")
+    """Write polygons to a GeoPackage in their own CRS; the same polygons give the same bytes."""
+    with _ogr_config(OGR_CURRENT_DATE=gpkg_date()):
+        frame.to_file(path, driver="GPKG", layer=layer, engine="pyogrio", geometry_type="Polygon")
 
 
 def write_geojson(frame: gpd.GeoDataFrame, path: Path) -> None:
@@ -98,9 +128,21 @@ def write_geojson(frame: gpd.GeoDataFrame, path: Path) -> None:
     )
 
 
+def strict_json(value: Any) -> Any:  # noqa: ANN401 - any JSON-like data
+    """A copy of JSON-like data with NaN and infinities as None (strict JSON has neither)."""
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def write_json(data: Mapping[str, Any], path: Path) -> None:
-    """Write a JSON document (sorted keys, 2-space indent)."""
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    """Write a strict JSON document (sorted keys, 2-space indent; NaN and infinities as null)."""
+    text = json.dumps(strict_json(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+    path.write_text(text + "\n")
 
 
 def write_preview(

@@ -19,8 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import shutil
-import tempfile
 import time
 import warnings
 from collections import deque
@@ -40,12 +38,13 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 from threadpoolctl import threadpool_limits
 
-from . import allocator
+from . import allocator, preflight
 from .cam import Engine, compute_dtype, make_engine, resolve_precision, torch_device
 from .config import SceneConfig, to_mapping
-from .errors import ConfigError, OutputError, SceneError
+from .errors import ConfigError, ModelFormatError, SceneError
 from .export import polygons_frame, write_geojson, write_gpkg, write_json
 from .model import GeocamModel, ModelCard, load_model
+from .outputs import OutputSet, check_inputs_outside, io_errors, manifest, scene_folders
 from .polygonize import Piece, SalientPolygon, block_pieces, merge_pieces, salient_mask, sieve_mask
 from .preview import TRUE_COLOUR, PreviewGrid, write_scene_preview
 from .raster import (
@@ -169,19 +168,6 @@ def load_run_model(path: Path, config: SceneConfig) -> GeocamModel:
     return load_model(Path(path), device, dtype)
 
 
-def _prepare_out_dir(out_dir: Path) -> tuple[Path, bool]:
-    created = not out_dir.exists()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".geocam-tmp-", dir=out_dir))
-    except OSError as err:
-        raise OutputError(
-            f"`out`={str(out_dir)!r} cannot be written ({err.strerror or err}); pass a folder you "
-            "can write to"
-        ) from err
-    return tmp, created
-
-
 def iter_run_scene(
     scene: Path | Sequence[Path],
     model: Path | GeocamModel,
@@ -222,38 +208,35 @@ def iter_run_scene(
                 "use --grid torchgeo or --mode exact"
             )
     rows, cols = grid_offsets(opened.height, opened.width, window_px, stride_px, config.grid)
+    check_inputs_outside(paths, [out_dir], OUTPUT_NAMES.values())
+    estimate = preflight.estimate(
+        opened.shape_rc, len(card.classes), window_px, stride_px, rows, cols, config, out_dir,
+        card.input_scale,
+    )  # fmt: skip
+    preflight.check(estimate, config, opened.name, stride_px, len(card.classes))
     engine_threads = config.threads or os.cpu_count() or 1
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(engine_threads)
     engine = make_engine(
         config.mode, loaded.net, config.batch_size, device, precision, card.input_scale
     )
-    tmp, created = _prepare_out_dir(out_dir)
     try:
-        with rasterio.Env(**dict(config.gdal_env)):
-            timer = _Timer(t_start)
-            timer.add("setup", t_start)  # model load, scene open, engine
-            job = _Job(
-                opened, loaded, bands, engine, config, window_px, stride_px, rows, cols, tmp, timer
-            )
-            result = yield from _run(job)
-        files = {}
-        for key, fname in OUTPUT_NAMES.items():
-            src = tmp / fname
-            if src.exists():
-                os.replace(src, out_dir / fname)
-                files[key] = out_dir / fname
-        shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if created:
-            try:
-                out_dir.rmdir()
-            except OSError:
-                pass
-        raise
+        with (
+            OutputSet(out_dir, OUTPUT_NAMES.values()) as outputs,
+            io_errors(out_dir, opened.name, estimate.disk_mib, outputs),
+        ):
+            with rasterio.Env(**dict(config.gdal_env)):
+                timer = _Timer(t_start)
+                timer.add("setup", t_start)  # model load, scene open, engine
+                job = _Job(
+                    opened, loaded, bands, engine, config, window_px, stride_px, rows, cols,
+                    outputs.staging, timer, out_dir, estimate,
+                )  # fmt: skip
+                result = yield from _run(job)
+            installed = outputs.commit()
     finally:
         torch.set_num_threads(previous_threads)
+    files = {key: installed[fname] for key, fname in OUTPUT_NAMES.items() if fname in installed}
     return SceneOutputs(
         out_dir=out_dir,
         files=files,
@@ -467,6 +450,8 @@ class _Job:
     col_offsets: Sequence[int]
     tmp: Path
     timer: _Timer
+    out_dir: Path
+    estimate: preflight.Estimate
 
     @property
     def names(self) -> list[str]:
@@ -519,6 +504,9 @@ def _run(job: _Job) -> Generator[Progress, None, dict[str, Any]]:
     for work in (job.work("valid"), job.work("cls"), *rasters.heat_files):
         work.unlink(missing_ok=True)
     record = _record(job, scored, rasters, polygons)
+    record["out_dir"] = str(job.out_dir)
+    record["preflight"] = {**asdict(job.estimate), "memory_mib": job.estimate.memory_mib}
+    record["files"] = manifest(job.tmp, OUTPUT_NAMES.values())  # the completion marker's list
     write_json(record, job.tmp / OUTPUT_NAMES["run"])
     return record
 
@@ -583,6 +571,7 @@ def _model_pass(job: _Job, preview: PreviewGrid) -> Generator[Progress, None, _S
                 k = 0
                 for scores in engine.score(prepared.image, origins, job.window_px):
                     t = timer.add("model", t)
+                    _check_finite(scores.cams, scores.probs, job.model, scene.name)
                     if cells is None:
                         cells_rc = (scores.cams.shape[-2], scores.cams.shape[-1])
                         cells = CellGrid(len(card.classes), job.row_offsets, job.col_offsets,
@@ -610,6 +599,23 @@ def _model_pass(job: _Job, preview: PreviewGrid) -> Generator[Progress, None, _S
             "the file or pass --nodata / --min-valid"
         )
     return _Scored(cells, scored, skipped)
+
+
+def _check_finite(
+    cams: npt.NDArray[np.float32],
+    probs: npt.NDArray[np.float32],
+    model: GeocamModel,
+    scene: str,
+) -> None:
+    """Refuse NaN or infinite model outputs (broken weights, an overflow in low precision)."""
+    if np.isfinite(cams).all() and np.isfinite(probs).all():
+        return
+    bad = int((~np.isfinite(cams).reshape(len(cams), -1).all(axis=1)).sum())
+    raise ModelFormatError(
+        f"`model` (sha256 {model.sha256[:12]}) gives NaN or infinite CAMs for {bad} of "
+        f"{len(cams)} windows of scene {scene!r}; its weights are broken or overflow: try "
+        "--precision fp32, or export the model again"
+    )
 
 
 def _raster_pass(
@@ -821,6 +827,47 @@ def _record(
     record["timings_s"]["load_model"] = round(model.load_s, 3)
     record["peak_rss_mib"] = peak_rss_mib()
     return record
+
+
+def plan_scenes(
+    scenes: Sequence[tuple[str, Sequence[Path]]],
+    card: ModelCard,
+    config: SceneConfig,
+    out_dir: Path,
+) -> list[Path]:
+    """Check every scene before any work, and give each its own output folder.
+
+    One scene writes into ``out_dir``; several write into ``out_dir/<name>``, names made unique
+    by :func:`geocam.outputs.scene_folders`.
+
+    Args:
+        scenes: (name, files) per scene (see :func:`iter_scene_inputs`).
+        card: the model's card.
+        config: the run's settings.
+        out_dir: the output folder.
+
+    Returns:
+        The output folder of each scene.
+
+    Raises:
+        GeocamError: a scene cannot run, past the preflight limits, or an input lies where an
+            output will be written.
+    """
+    if len(scenes) == 1:
+        folders = [Path(out_dir)]
+    else:
+        folders = [Path(out_dir) / n for n in scene_folders(scenes)]
+        for (name, paths), folder in zip(scenes, folders, strict=True):
+            if folder.name != name:
+                log.warning(
+                    "scene %s (%s) shares its name with another scene: its outputs go to %s",
+                    name, ", ".join(map(str, paths)), folder,
+                )  # fmt: skip
+    inputs = [p for _, paths in scenes for p in paths]
+    check_inputs_outside(inputs, folders, OUTPUT_NAMES.values())
+    for (name, paths), folder in zip(scenes, folders, strict=True):
+        preflight.check_scene(paths, card, config, folder, name)
+    return folders
 
 
 def iter_scene_inputs(paths: Sequence[Path]) -> Iterator[tuple[str, tuple[Path, ...]]]:
