@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .errors import GeocamError
-from .terminal import c_stderr_aside
+from .terminal import INTERRUPTS, Terminated, c_stderr_aside
 
 if TYPE_CHECKING:
     from .config import SceneConfig
@@ -40,10 +40,9 @@ def configure_logging(verbosity: int, log_file: Path | None = None) -> None:
         handlers=handlers,
         force=True,
     )
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that every cleanup runs, as for Ctrl-C."""
+    # GDAL's warnings come through these loggers; a failing write adds some to geocam's error.
+    for name in ("rasterio", "pyogrio"):
+        logging.getLogger(name).setLevel(logging.ERROR if verbosity < 1 else logging.NOTSET)
 
 
 def fail_cleanly[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
@@ -82,11 +81,7 @@ def main(ctx: click.Context, verbose: int) -> None:
     configure_logging(verbose)
     # SIGTERM (a killed job, a scheduler's timeout) unwinds like Ctrl-C, so the library's
     # cleanup runs and no temporary output folder is left behind.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated()
+    INTERRUPTS.install()
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,10 +212,12 @@ def _run_scenes(
         try:
             while True:
                 try:
-                    event = next(gen)
+                    with INTERRUPTS.held():  # a signal waits for the next event
+                        event = next(gen)
                 except StopIteration as stop:
                     result = stop.value
                     break
+                INTERRUPTS.check()
                 if event.stage != stage:
                     stage = event.stage
                     if event.stage == "windows":
@@ -236,6 +233,7 @@ def _run_scenes(
                 if bar is not None:
                     bar.update(event.done - bar.n)
         finally:
+            gen.close()  # after an interrupt: the run's cleanup, before the message
             if bar is not None:
                 bar.close()  # ends the bar's line: a message after it starts on its own
         rate = result.windows / result.model_seconds if result.model_seconds else 0.0
@@ -245,6 +243,7 @@ def _run_scenes(
             f"model)\nOutputs in {result.out_dir}/: "
             + ", ".join(p.name for p in result.files.values())
         )
+        INTERRUPTS.check()  # one that came while the scene finished: that scene is complete
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,12 +326,13 @@ def train(ctx: click.Context, /, config: Path | None, **options: Any) -> None:  
     out_dir: Path = settings["out_dir"]
     settings.setdefault("model_path", out_dir / "model.safetensors")
     made = [p for p in (out_dir, out_dir / "train.log", out_dir / "logs") if not p.exists()]
+    before = _checkpoints(out_dir)
     configure_logging(max(1, ctx.obj["verbose"]), out_dir / "train.log")
     try:
         cfg = TrainConfig(data=spec, command=command_line(), **settings)
         summary = run_training(cfg)
     except BaseException:
-        _remove_unless_trained(out_dir, made)
+        _remove_unless_trained(out_dir, made, before)
         raise
     test = summary["test"]
     click.echo(
@@ -342,20 +342,24 @@ def train(ctx: click.Context, /, config: Path | None, **options: Any) -> None:  
     )
 
 
-def _remove_unless_trained(out_dir: Path, made: list[Path]) -> None:
-    """After a failed run: remove the log file, logs and folder it made, unless it saved a checkpoint.
+def _checkpoints(out_dir: Path) -> dict[str, int]:
+    """Checkpoint file names in a run folder with their modification times (ns)."""
+    return {p.name: p.stat().st_mtime_ns for p in (out_dir / "checkpoints").glob("*.ckpt")}
+
+
+def _remove_unless_trained(out_dir: Path, made: list[Path], before: dict[str, int]) -> None:
+    """After a failed run: remove the log file, logs and folders it made, unless it saved a checkpoint.
 
     A run that saved a checkpoint keeps everything (``--resume`` continues from it).
     """
     import shutil
 
-    checkpoints = out_dir / "checkpoints"
-    if checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")):
+    if _checkpoints(out_dir) != before:
         return
     configure_logging(0)  # closes train.log
     for path in reversed(made):  # logs/ and train.log before the folder
         if path == out_dir:
-            shutil.rmtree(checkpoints, ignore_errors=True)
+            shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # empty: none was saved
             try:
                 out_dir.rmdir()
             except OSError:

@@ -1,17 +1,75 @@
-"""The command line's terminal: what C libraries print is set aside while a run works.
+"""The command line's process: interrupts taken at safe points, C libraries' stderr set aside.
 
-Only :mod:`geocam.cli` uses this module (the library leaves the process's streams alone).
+Only :mod:`geocam.cli` uses this module (the library leaves signals and streams alone).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from types import FrameType
 
 import click
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every cleanup runs, as for Ctrl-C."""
+
+
+def raise_for(signum: int) -> None:
+    """Raise what a signal means: :class:`KeyboardInterrupt` (SIGINT) or :class:`Terminated`."""
+    if signum == signal.SIGTERM:
+        raise Terminated()
+    raise KeyboardInterrupt()
+
+
+class Interrupts:
+    """SIGINT and SIGTERM: raised at once, or, inside :meth:`held`, at the next safe point.
+
+    An exception raised at an arbitrary point can land inside ``ThreadPoolExecutor.submit``
+    while it starts its thread; the pool then loses track of the thread, its shutdown does not
+    wait for it, and files the thread still writes get closed under it. While the library works
+    (between two progress events) a first signal is therefore only noted, and :meth:`check`
+    raises it when the library hands control back; a second signal acts at once.
+    """
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self._holding = False
+
+    def install(self) -> None:
+        """Handle SIGINT and SIGTERM with this object (main thread only)."""
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._holding and self.pending is None:
+            self.pending = signum
+            return
+        raise_for(signum)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Note the first signal instead of raising it, until the block ends."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+
+    def check(self) -> None:
+        """Raise a signal noted while held."""
+        if self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise_for(signum)
+
+
+#: The command line's interrupts.
+INTERRUPTS = Interrupts()
 
 
 @contextlib.contextmanager
