@@ -332,6 +332,16 @@ def _prepare(
     return _Prepared(block, region, valid, todo, image)
 
 
+def _start(pool: ThreadPoolExecutor) -> None:
+    """Start a one-thread pool's worker before it gets work that uses open datasets.
+
+    ``submit`` starts the thread; an exception that lands there (Ctrl-C) leaves the thread
+    running but unknown to the pool, whose shutdown then does not wait for it. Started with a
+    task that touches nothing, the thread can only be lost before any real work is queued.
+    """
+    pool.submit(int).result()
+
+
 def _ahead[T, U](
     items: Iterator[T], fn: Callable[[T], U], pool: ThreadPoolExecutor, depth: int = 1
 ) -> Iterator[U]:
@@ -559,6 +569,7 @@ def _model_pass(job: _Job, preview: PreviewGrid) -> Generator[Progress, None, _S
         # from two threads at once.
         reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-read")
         stack.callback(reads.shutdown, cancel_futures=True)
+        _start(reads)
         for prepared in _ahead(job.blocks(), prepare, reads):
             block, region, valid = prepared.block, prepared.region, prepared.valid
             t = timer.add("read", t)
@@ -654,6 +665,7 @@ def _raster_pass(
         # is rendered and polygonised.
         writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-write")
         stack.callback(writes.shutdown, cancel_futures=True)
+        _start(writes)
         pending_write: Future[None] | None = None
 
         def with_valid(blocks: Iterator[Block]) -> Iterator[tuple[Block, npt.NDArray[np.bool_]]]:
