@@ -43,6 +43,7 @@ class Interrupts:
 
     def install(self) -> None:
         """Handle SIGINT and SIGTERM with this object (main thread only)."""
+        self.pending = None
         signal.signal(signal.SIGINT, self._handle)
         signal.signal(signal.SIGTERM, self._handle)
 
