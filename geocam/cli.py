@@ -14,11 +14,15 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import GeocamError
+from .terminal import INTERRUPTS, Terminated, c_stderr_aside
+
+if TYPE_CHECKING:
+    from .config import SceneConfig
 
 log = logging.getLogger("geocam")
 
@@ -36,10 +40,17 @@ def configure_logging(verbosity: int, log_file: Path | None = None) -> None:
         handlers=handlers,
         force=True,
     )
+    # GDAL's warnings come through these loggers; a failing write adds some to geocam's error.
+    for name in ("rasterio", "pyogrio"):
+        logging.getLogger(name).setLevel(logging.ERROR if verbosity < 1 else logging.NOTSET)
 
 
 def fail_cleanly[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn geocam errors into a one-line message and exit code 2."""
+    """Turn geocam errors into a one-line message and exit code 2, and signals into 128 + signal.
+
+    Ctrl-C (SIGINT) and SIGTERM exit with 130 and 143, as shells and schedulers expect of an
+    interrupted program, after a one-line message; the library has removed what it had staged.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -48,6 +59,14 @@ def fail_cleanly[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
         except GeocamError as err:
             click.echo(f"geocam: error: {err}", err=True)
             sys.exit(2)
+        except (KeyboardInterrupt, Terminated) as err:
+            signum = signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT
+            click.echo(
+                f"geocam: error: interrupted by {signum.name}; nothing half-written is left "
+                "(outputs of finished scenes are complete; rerun the command to finish)",
+                err=True,
+            )
+            sys.exit(128 + signum)
 
     return wrapper
 
@@ -62,11 +81,7 @@ def main(ctx: click.Context, verbose: int) -> None:
     configure_logging(verbose)
     # SIGTERM (a killed job, a scheduler's timeout) unwinds like Ctrl-C, so the library's
     # cleanup runs and no temporary output folder is left behind.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    INTERRUPTS.install()
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,6 +161,10 @@ def _show_warning(
 @click.option("--simplify-px", type=click.FloatRange(min=0), help="Polygons: tolerance in px [1].")
 @click.option("--preview/--no-preview", default=None, help="Write preview.png [yes].")
 @click.option("--overviews/--no-overviews", default=None, help="COG overviews [yes].")
+@click.option("--max-windows", type=click.IntRange(min=0),
+              help="Refuse scenes with more windows (0: no limit) [2000000].")  # fmt: skip
+@click.option("--max-memory-mib", type=click.IntRange(min=0),
+              help="Refuse scenes whose lattice needs more MiB (0: no check) [available].")  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @fail_cleanly
 def run(
@@ -164,44 +183,75 @@ def run(
     """
     import warnings
 
-    from tqdm import tqdm
-
     from . import allocator
     from .config import SceneConfig, load_config
-    from .pipeline import iter_run_scene, iter_scene_inputs, load_run_model, write_batch_project
 
     allocator.one_arena()  # before the run's threads start
     warnings.showwarning = _show_warning
     config = (load_config(config_path) if config_path else SceneConfig()).replace(**options)
+    verbose = click.get_current_context().find_root().obj["verbose"]
+    with c_stderr_aside(verbose, functools.partial(configure_logging, verbose)):
+        _run_scenes(scene, model_path, out_dir, config, quiet)
+
+
+def _run_scenes(
+    scene: tuple[Path, ...],
+    model_path: Path,
+    out_dir: Path,
+    config: SceneConfig,
+    quiet: bool,
+) -> None:
+    from tqdm import tqdm
+
+    from . import allocator
+    from .outputs import recover
+    from .pipeline import (
+        iter_run_scene,
+        iter_scene_inputs,
+        load_run_model,
+        plan_scenes,
+        write_batch_project,
+    )
+
     scenes = list(iter_scene_inputs(scene))
     model = load_run_model(model_path, config)
     results = []
-    for name, paths in scenes:
-        target = out_dir if len(scenes) == 1 else out_dir / name
+    # Every scene is checked (inputs, bands, grid, limits, output clashes) before any work.
+    targets = plan_scenes(scenes, model.card, config, out_dir)
+    if len(scenes) > 1:
+        recover(out_dir)  # staging folders a single-scene run into --out left behind
+    for (name, paths), target in zip(scenes, targets, strict=True):
+        log.info("scene %s (%s) -> %s", name, ", ".join(map(str, paths)), target)
         gen = iter_run_scene(paths, model, target, config, name=name)
         bar: Any = None
         stage = ""
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if event.stage != stage:
-                stage = event.stage
-                if event.stage == "windows":
-                    allocator.for_model()
-                elif event.stage == "blocks":
-                    allocator.for_rasters()
+        try:
+            while True:
+                try:
+                    with INTERRUPTS.held():  # a signal waits for the next event
+                        event = next(gen)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                INTERRUPTS.check()
+                if event.stage != stage:
+                    stage = event.stage
+                    if event.stage == "windows":
+                        allocator.for_model()
+                    elif event.stage == "blocks":
+                        allocator.for_rasters()
+                    if bar is not None:
+                        bar.close()
+                    if not quiet:
+                        bar = tqdm(total=event.total, desc=f"{name} {stage}",
+                                   unit=stage.rstrip("s"), file=sys.stderr,
+                                   dynamic_ncols=True)  # fmt: skip
                 if bar is not None:
-                    bar.close()
-                if not quiet:
-                    bar = tqdm(total=event.total, desc=f"{name} {stage}", unit=stage.rstrip("s"),
-                               file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+                    bar.update(event.done - bar.n)
+        finally:
+            gen.close()  # after an interrupt: the run's cleanup, before the message
             if bar is not None:
-                bar.update(event.done - bar.n)
-        if bar is not None:
-            bar.close()
+                bar.close()  # ends the bar's line: a message after it starts on its own
         results.append(result)
         rate = result.windows / result.model_seconds if result.model_seconds else 0.0
         click.echo(
@@ -210,6 +260,7 @@ def run(
             f"model)\nOutputs in {result.out_dir}/: "
             + ", ".join(p.name for p in result.files.values())
         )
+        INTERRUPTS.check()  # one that came while the scene finished: that scene is complete
     if len(results) > 1:
         click.echo(f"QGIS project of all scenes: {write_batch_project(out_dir, results)}")
 
@@ -298,15 +349,49 @@ def train(ctx: click.Context, /, config: Path | None, **options: Any) -> None:  
     spec: DataSpec = rgb_spec(root, split_dir) if source == "rgb" else ms_spec(root, bands)
     out_dir: Path = settings["out_dir"]
     settings.setdefault("model_path", out_dir / "model.safetensors")
+    made = [p for p in (out_dir, out_dir / "train.log", out_dir / "logs") if not p.exists()]
+    before = _checkpoints(out_dir)
     configure_logging(max(1, ctx.obj["verbose"]), out_dir / "train.log")
-    cfg = TrainConfig(data=spec, command=command_line(), **settings)
-    summary = run_training(cfg)
+    try:
+        cfg = TrainConfig(data=spec, command=command_line(), **settings)
+        summary = run_training(cfg)
+    except BaseException:
+        _remove_unless_trained(out_dir, made, before)
+        raise
     test = summary["test"]
     click.echo(
         f"model: {summary['model']}\nepochs: {summary['epochs']}  wall time: "
         f"{summary['wall_time_s']:.0f} s  test accuracy: {test['overall_accuracy']:.4f} "
         f"(n={test['n']})"
     )
+
+
+def _checkpoints(out_dir: Path) -> dict[str, int]:
+    """Checkpoint file names in a run folder with their modification times (ns)."""
+    return {p.name: p.stat().st_mtime_ns for p in (out_dir / "checkpoints").glob("*.ckpt")}
+
+
+def _remove_unless_trained(out_dir: Path, made: list[Path], before: dict[str, int]) -> None:
+    """After a failed run: remove the log file, logs and folders it made, unless it saved a checkpoint.
+
+    A run that saved a checkpoint keeps everything (``--resume`` continues from it).
+    """
+    import shutil
+
+    if _checkpoints(out_dir) != before:
+        return
+    configure_logging(0)  # closes train.log
+    for path in reversed(made):  # logs/ and train.log before the folder
+        if path == out_dir:
+            shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # empty: none was saved
+            try:
+                out_dir.rmdir()
+            except OSError:
+                pass
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 @main.command(short_help="Accuracy, per-class F1 and confusion of a model on a labelled split.")
@@ -365,3 +450,7 @@ def evaluate(
     )
     if log.isEnabledFor(logging.DEBUG):
         log.debug("%s", json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -141,7 +141,8 @@ class SceneConfig:
         radiometry_check: refuse scenes whose values cannot be reflectance at the scale
             decided (a sample's percentiles; see geocam.radiometry).
         nodata: digital number marking missing pixels; None: the scene's nodata value, else 0
-            for Sentinel-2 scenes (the products' NODATA value), else every pixel is valid.
+            for Sentinel-2 scenes (the products' NODATA value), else every pixel is valid. In
+            float scenes NaN and infinite values are nodata whatever this says.
         min_valid_fraction: windows with fewer valid pixels than this fraction are skipped and
             their area is left as nodata unless another window covers it.
         block_px: edge of the output blocks that are rendered and written at a time; bounds the
@@ -158,6 +159,12 @@ class SceneConfig:
         preview: write ``preview.png``.
         preview_px: longest edge of the preview image in pixels.
         overviews: add overviews to the COGs.
+        max_windows: the preflight refuses a scene with more windows than this (0: no limit);
+            2,000,000 windows is a full Sentinel-2 tile at a stride of 8 px (about an hour on
+            two CPU cores).
+        max_memory_mib: the preflight refuses a scene whose stitching lattice and blocks need
+            more memory than this, in MiB; None: the memory the machine has available; 0: no
+            check.
         gdal_env: GDAL configuration options applied through ``rasterio.Env`` during the run.
             ``GDAL_CACHEMAX`` is in bytes there: the default 64 keeps no block once it is read
             or written (a run reads each block once; a 64 MiB cache added 60 MiB to Havel's
@@ -188,6 +195,8 @@ class SceneConfig:
     preview: bool = True
     preview_px: int = 1600
     overviews: bool = True
+    max_windows: int = 2_000_000
+    max_memory_mib: int | None = None
     gdal_env: Mapping[str, Any] = field(
         default_factory=lambda: {"GDAL_NUM_THREADS": "1", "GDAL_CACHEMAX": 64}
     )
@@ -205,6 +214,14 @@ class SceneConfig:
         positive_int("threads", self.threads, allow_none=True)
         positive_int("block_px", self.block_px)
         positive_int("preview_px", self.preview_px)
+        for name in ("max_windows", "max_memory_mib"):
+            value = getattr(self, name)
+            if value is None and name == "max_memory_mib":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"`{name}`={value!r} must be an integer >= 0 (0: no limit)")
+        if self.nodata is not None and not isinstance(self.nodata, int | float):
+            raise ConfigError(f"`nodata`={self.nodata!r} must be a number, nan, or None")
         if self.sieve_px < 0:
             raise ConfigError(f"`sieve_px`={self.sieve_px!r} must be >= 0 (0 disables sieving)")
         if (

@@ -42,7 +42,15 @@ class ConfigError(GeocamError, ValueError):
 
 
 class OutputError(GeocamError, OSError):
-    """An output location cannot be written."""
+    """An output location cannot be written (unwritable, full, or clashing with an input)."""
+
+
+class LimitError(GeocamError, ValueError):
+    """A scene needs more work or memory than the run's limits allow (the preflight estimate)."""
+
+
+class ResourceError(GeocamError, MemoryError):
+    """The machine ran out of memory during a run."""
 
 
 class GeocamWarning(UserWarning):
@@ -55,3 +63,7 @@ class BandOrderWarning(GeocamWarning):
 
 class NodataWarning(GeocamWarning):
     """A scene has no nodata value; every pixel is treated as valid."""
+
+
+class DiskSpaceWarning(GeocamWarning):
+    """The output folder's free space may not hold a run's temporary files and outputs."""

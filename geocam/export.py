@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -210,9 +211,21 @@ def write_image_georeference(
     return [world, aux]
 
 
+def strict_json(value: Any) -> Any:  # noqa: ANN401 - any JSON-like data
+    """A copy of JSON-like data with NaN and infinities as None (strict JSON has neither)."""
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def write_json(data: Mapping[str, Any], path: Path) -> None:
-    """Write a JSON document (sorted keys, 2-space indent)."""
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    """Write a strict JSON document (sorted keys, 2-space indent; NaN and infinities as null)."""
+    text = json.dumps(strict_json(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+    path.write_text(text + "\n")
 
 
 def write_preview(

@@ -227,6 +227,12 @@ def read_card(path: Path) -> ModelCard:
 
 
 def _read_header(path: Path) -> tuple[ModelCard, dict[str, str]]:
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.safetensors"))
+        hint = f" (it holds {', '.join(inside[:3])})" if inside else ""
+        raise ModelFormatError(
+            f"`model`={str(path)!r} is a folder{hint}; pass the geocam .safetensors file itself"
+        )
     if not path.is_file():
         raise ModelFormatError(f"`model`={str(path)!r} does not exist; pass a geocam .safetensors")
     try:
@@ -280,6 +286,15 @@ def load_model(
     net.eval().to(device)
     if isinstance(net, ResNet):
         fold_batch_norms(net)
+    broken = [
+        k for k, t in net.state_dict().items() if t.is_floating_point() and not t.isfinite().all()
+    ]
+    if broken:
+        raise ModelFormatError(
+            f"`model`={str(path)!r} has NaN or infinite weights ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}); the file is damaged or its training "
+            "diverged: export it again"
+        )
     digest = file_sha256(path)
     return GeocamModel(net=net, card=card, sha256=digest, load_s=time.perf_counter() - start)
 
@@ -338,6 +353,37 @@ def fetch_state_dict(url: str, download: bool) -> dict[str, torch.Tensor]:
     return state
 
 
+def load_weights_only(path: Path, param: str) -> Any:  # noqa: ANN401 - whatever the file holds
+    """``torch.load`` with ``weights_only=True``; a file that needs more is refused, never unpickled.
+
+    Args:
+        path: a ``.pth``/``.ckpt`` file.
+        param: the option that named it, for messages.
+
+    Raises:
+        ModelFormatError: the file holds objects other than tensors and plain containers, or is
+            not a torch file.
+    """
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ModelFormatError(
+            f"`{param}`={str(path)!r} holds pickled objects other than tensors, and geocam "
+            "never unpickles those (they could run code); save only the weights, e.g. "
+            "torch.save(model.state_dict(), path), or a .safetensors file"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        detail = (str(err).splitlines() or [type(err).__name__])[0]
+        if "weights_only" in detail:  # torch's advice to unpickle; geocam never gives it
+            detail = type(err).__name__
+        raise ModelFormatError(
+            f"`{param}`={str(path)!r} is not a torch weights file ({detail}); pass a .pth "
+            "state dict or a .safetensors file"
+        ) from err
+
+
 def resolve_init_weights(spec: str | None, download: bool) -> dict[str, torch.Tensor] | None:
     """Turn an ``--init`` value into a state dict (timm ResNet50 keys) or None.
 
@@ -359,7 +405,7 @@ def resolve_init_weights(spec: str | None, download: bool) -> dict[str, torch.Te
         if local.suffix == ".safetensors":
             with safe_open(str(local), framework="pt") as f:
                 return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open handle
-        loaded = torch.load(local, map_location="cpu", weights_only=True)
+        loaded = load_weights_only(local, "init")
         if not isinstance(loaded, dict):
             raise WeightsNotFoundError(
                 f"`init`={spec!r} holds no state dict; save one with torch.save"

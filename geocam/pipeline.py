@@ -19,8 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import shutil
-import tempfile
 import time
 import warnings
 from collections import deque
@@ -41,12 +39,13 @@ from rasterio.transform import array_bounds
 from rasterio.windows import Window
 from threadpoolctl import threadpool_limits
 
-from . import allocator
+from . import allocator, preflight
 from .cam import Engine, compute_dtype, make_engine, resolve_precision, torch_device
 from .config import SceneConfig, to_mapping
-from .errors import ConfigError, OutputError, SceneError
+from .errors import ConfigError, ModelFormatError, SceneError
 from .export import polygons_frame, write_geojson, write_gpkg, write_json, write_text
 from .model import GeocamModel, ModelCard, load_model
+from .outputs import OutputSet, check_inputs_outside, io_errors, manifest, scene_folders
 from .polygonize import (
     Piece,
     SalientPolygon,
@@ -190,19 +189,6 @@ def load_run_model(path: Path, config: SceneConfig) -> GeocamModel:
     return load_model(Path(path), device, dtype)
 
 
-def _prepare_out_dir(out_dir: Path) -> tuple[Path, bool]:
-    created = not out_dir.exists()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".geocam-tmp-", dir=out_dir))
-    except OSError as err:
-        raise OutputError(
-            f"`out`={str(out_dir)!r} cannot be written ({err.strerror or err}); pass a folder you "
-            "can write to"
-        ) from err
-    return tmp, created
-
-
 def iter_run_scene(
     scene: Path | Sequence[Path],
     model: Path | GeocamModel,
@@ -258,6 +244,12 @@ def iter_run_scene(
                 "use --grid torchgeo or --mode exact"
             )
     rows, cols = grid_offsets(opened.height, opened.width, window_px, stride_px, config.grid)
+    check_inputs_outside(paths, [out_dir], OUTPUT_NAMES.values())
+    estimate = preflight.estimate(
+        opened.shape_rc, len(card.classes), window_px, stride_px, rows, cols, config, out_dir,
+        ground.input_scale,
+    )  # fmt: skip
+    preflight.check(estimate, config, opened.name, stride_px, len(card.classes))
     engine_threads = config.threads or os.cpu_count() or 1
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(engine_threads)
@@ -267,31 +259,23 @@ def iter_run_scene(
     provenance = Provenance(
         geocam_version(), loaded.sha256, opened.name, provenance_date(opened.paths)
     )
-    tmp, created = _prepare_out_dir(out_dir)
     try:
-        with rasterio.Env(**dict(config.gdal_env)):
-            timer = _Timer(t_start)
-            timer.add("setup", t_start)  # model load, scene open, engine
-            job = _Job(opened, loaded, bands, engine, config, window_px, stride_px, rows, cols,
-                       tmp, timer, provenance, radiometry, ground)  # fmt: skip
-            result, layers = yield from _run(job)
-        files = {}
-        for key, fname in OUTPUT_NAMES.items():
-            src = tmp / fname
-            if src.exists():
-                os.replace(src, out_dir / fname)
-                files[key] = out_dir / fname
-        shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if created:
-            try:
-                out_dir.rmdir()
-            except OSError:
-                pass
-        raise
+        with (
+            OutputSet(out_dir, OUTPUT_NAMES.values()) as outputs,
+            io_errors(out_dir, opened.name, estimate.disk_mib, outputs),
+        ):
+            with rasterio.Env(**dict(config.gdal_env)):
+                timer = _Timer(t_start)
+                timer.add("setup", t_start)  # model load, scene open, engine
+                job = _Job(
+                    opened, loaded, bands, engine, config, window_px, stride_px, rows, cols,
+                    outputs.staging, timer, provenance, radiometry, ground, out_dir, estimate,
+                )  # fmt: skip
+                result, layers = yield from _run(job)
+            installed = outputs.commit()
     finally:
         torch.set_num_threads(previous_threads)
+    files = {key: installed[fname] for key, fname in OUTPUT_NAMES.items() if fname in installed}
     return SceneOutputs(
         out_dir=out_dir,
         files=files,
@@ -421,6 +405,16 @@ def _prepare(
     return _Prepared(block, region, valid, todo, image)
 
 
+def _start(pool: ThreadPoolExecutor) -> None:
+    """Start a one-thread pool's worker before it gets work that uses open datasets.
+
+    ``submit`` starts the thread; an exception that lands there (Ctrl-C) leaves the thread
+    running but unknown to the pool, whose shutdown then does not wait for it. Started with a
+    task that touches nothing, the thread can only be lost before any real work is queued.
+    """
+    pool.submit(int).result()
+
+
 def _ahead[T, U](
     items: Iterator[T], fn: Callable[[T], U], pool: ThreadPoolExecutor, depth: int = 1
 ) -> Iterator[U]:
@@ -542,6 +536,8 @@ class _Job:
     provenance: Provenance
     radiometry: Radiometry
     ground: GroundScale
+    out_dir: Path
+    estimate: preflight.Estimate
 
     @property
     def names(self) -> list[str]:
@@ -595,6 +591,9 @@ def _run(job: _Job) -> Generator[Progress, None, tuple[dict[str, Any], SceneLaye
     for work in (job.work("valid"), job.work("cls"), *rasters.heat_files):
         work.unlink(missing_ok=True)
     record = _record(job, scored, rasters, polygons)
+    record["out_dir"] = str(job.out_dir)
+    record["preflight"] = {**asdict(job.estimate), "memory_mib": job.estimate.memory_mib}
+    record["files"] = manifest(job.tmp, OUTPUT_NAMES.values())  # the completion marker's list
     write_json(record, job.tmp / OUTPUT_NAMES["run"])
     return record, layers
 
@@ -647,6 +646,7 @@ def _model_pass(job: _Job, preview: PreviewGrid) -> Generator[Progress, None, _S
         # from two threads at once.
         reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-read")
         stack.callback(reads.shutdown, cancel_futures=True)
+        _start(reads)
         for prepared in _ahead(job.blocks(), prepare, reads):
             block, region, valid = prepared.block, prepared.region, prepared.valid
             t = timer.add("read", t)
@@ -659,6 +659,7 @@ def _model_pass(job: _Job, preview: PreviewGrid) -> Generator[Progress, None, _S
                 k = 0
                 for scores in engine.score(prepared.image, origins, job.window_px):
                     t = timer.add("model", t)
+                    _check_finite(scores.cams, scores.probs, job.model, scene.name)
                     if cells is None:
                         cells_rc = (scores.cams.shape[-2], scores.cams.shape[-1])
                         cells = CellGrid(len(card.classes), job.row_offsets, job.col_offsets,
@@ -686,6 +687,23 @@ def _model_pass(job: _Job, preview: PreviewGrid) -> Generator[Progress, None, _S
             "the file or pass --nodata / --min-valid"
         )
     return _Scored(cells, scored, skipped)
+
+
+def _check_finite(
+    cams: npt.NDArray[np.float32],
+    probs: npt.NDArray[np.float32],
+    model: GeocamModel,
+    scene: str,
+) -> None:
+    """Refuse NaN or infinite model outputs (broken weights, an overflow in low precision)."""
+    if np.isfinite(cams).all() and np.isfinite(probs).all():
+        return
+    bad = int((~np.isfinite(cams).reshape(len(cams), -1).all(axis=1)).sum())
+    raise ModelFormatError(
+        f"`model` (sha256 {model.sha256[:12]}) gives NaN or infinite CAMs for {bad} of "
+        f"{len(cams)} windows of scene {scene!r}; its weights are broken or overflow: try "
+        "--precision fp32, or export the model again"
+    )
 
 
 def _raster_pass(
@@ -733,6 +751,7 @@ def _raster_pass(
         # is rendered and polygonised.
         writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-write")
         stack.callback(writes.shutdown, cancel_futures=True)
+        _start(writes)
         pending_write: Future[None] | None = None
 
         def with_valid(blocks: Iterator[Block]) -> Iterator[tuple[Block, npt.NDArray[np.bool_]]]:
@@ -965,6 +984,47 @@ def _record(
     record["timings_s"]["load_model"] = round(model.load_s, 3)
     record["peak_rss_mib"] = peak_rss_mib()
     return record
+
+
+def plan_scenes(
+    scenes: Sequence[tuple[str, Sequence[Path]]],
+    card: ModelCard,
+    config: SceneConfig,
+    out_dir: Path,
+) -> list[Path]:
+    """Check every scene before any work, and give each its own output folder.
+
+    One scene writes into ``out_dir``; several write into ``out_dir/<name>``, names made unique
+    by :func:`geocam.outputs.scene_folders`.
+
+    Args:
+        scenes: (name, files) per scene (see :func:`iter_scene_inputs`).
+        card: the model's card.
+        config: the run's settings.
+        out_dir: the output folder.
+
+    Returns:
+        The output folder of each scene.
+
+    Raises:
+        GeocamError: a scene cannot run, past the preflight limits, or an input lies where an
+            output will be written.
+    """
+    if len(scenes) == 1:
+        folders = [Path(out_dir)]
+    else:
+        folders = [Path(out_dir) / n for n in scene_folders(scenes)]
+        for (name, paths), folder in zip(scenes, folders, strict=True):
+            if folder.name != name:
+                log.warning(
+                    "scene %s (%s) shares its name with another scene: its outputs go to %s",
+                    name, ", ".join(map(str, paths)), folder,
+                )  # fmt: skip
+    inputs = [p for _, paths in scenes for p in paths]
+    check_inputs_outside(inputs, folders, OUTPUT_NAMES.values())
+    for (name, paths), folder in zip(scenes, folders, strict=True):
+        preflight.check_scene(paths, card, config, folder, name)
+    return folders
 
 
 def iter_scene_inputs(paths: Sequence[Path]) -> Iterator[tuple[str, tuple[Path, ...]]]:

@@ -164,32 +164,38 @@ def group_inputs(paths: Sequence[Path]) -> list[tuple[str, tuple[Path, ...]]]:
         SceneError: a path does not exist or a directory holds no band files.
     """
     scenes: dict[str, list[Path]] = {}
-    order: list[str] = []
+    names: dict[str, str] = {}
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise SceneError(f"`scene`={str(path)!r} does not exist; pass a GeoTIFF or band files")
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and BAND_FILE.match(p.name))
-            if not files:
+            found = sorted(p for p in path.rglob("*") if p.is_file() and BAND_FILE.match(p.name))
+            if not found:
                 raise SceneError(
                     f"`scene`={str(path)!r} is a directory without Sentinel-2 band files "
                     "(*_B04.jp2 ...); pass a GeoTIFF or the band files"
                 )
-            key = path.name or str(path)
-            scenes[key] = files
-            order.append(key)
+            key = str(path.resolve())  # two folders of one name are two scenes
+            scenes.setdefault(key, []).extend(found)
+            names.setdefault(key, path.resolve().name or "scene")
             continue
         match = BAND_FILE.match(path.name)
-        key = f"{path.parent}/{match.group('prefix')}" if match else str(path)
-        if key not in scenes:
-            scenes[key] = []
-            order.append(key)
-        scenes[key].append(path)
+        key = f"{path.parent.resolve()}/{match.group('prefix')}" if match else str(path.resolve())
+        scenes.setdefault(key, []).append(path)
+        names.setdefault(key, Path(key).name or "scene")
     out = []
-    for key in order:
-        files = scenes[key]
-        name = Path(key).name if Path(key).name else "scene"
+    seen: set[frozenset[Path]] = set()
+    for key, given in scenes.items():
+        files: list[Path] = []
+        for file in given:  # a file given twice is read once
+            if all(file.resolve() != f.resolve() for f in files):
+                files.append(file)
+        resolved = frozenset(f.resolve() for f in files)
+        if resolved in seen:  # the same scene given twice (a.tif ./a.tif) runs once
+            continue
+        seen.add(resolved)
+        name = names[key]
         if len(files) == 1 and not Path(key).is_dir():
             name = files[0].stem
         out.append((_safe_name(name), tuple(files)))
@@ -315,6 +321,14 @@ def open_scene(paths: Sequence[Path], name: str | None = None, nodata: float | N
         nodata_value, nodata_source = float(ref["nodata"]), "scene nodata value"
     elif is_s2:
         nodata_value, nodata_source = 0.0, "Sentinel-2 convention (NODATA = 0)"
+    elif np.dtype(ref["dtype"]).kind == "f":
+        nodata_value, nodata_source = None, "none: NaN and infinite values are nodata"
+        warnings.warn(
+            f"`scene`={str(paths[0])!r} has no nodata value; NaN and infinite pixels are nodata, "
+            "every other pixel is valid (pass --nodata to set one)",
+            NodataWarning,
+            stacklevel=2,
+        )
     else:
         nodata_value, nodata_source = None, "none: every pixel is valid"
         warnings.warn(
@@ -473,6 +487,13 @@ def match_bands(scene: Scene, model_bands: Sequence[str], spec: BandSpec | None)
                 f"`bands`={spec} lacks model band(s) {', '.join(missing)}; the model needs "
                 f"{wanted}: map each, e.g. {','.join(f'{b}=N' for b in model_bands)}"
             )
+        extra = [b for b in mapping if b not in model_bands]
+        if extra:
+            raise BandError(
+                f"`bands`={spec} maps band(s) {', '.join(extra)} that the model does not use "
+                f"(it needs {wanted}); drop them, e.g. "
+                f"{','.join(f'{b}={mapping[b]}' for b in model_bands)}"
+            )
         return BandMatch(tuple(check_index(mapping[b]) for b in model_bands), "--bands")
     if spec is not None:
         if len(spec.positional) != len(model_bands):
@@ -481,6 +502,11 @@ def match_bands(scene: Scene, model_bands: Sequence[str], spec: BandSpec | None)
                 f"{len(model_bands)} ({wanted}); give one scene band per model band, in order"
             )
         return BandMatch(tuple(check_index(i) for i in spec.positional), "--bands")
+    if count < len(model_bands):
+        raise BandError(
+            f"scene {scene.name!r} has {count} band(s) ({available}) but the model needs "
+            f"{len(model_bands)} ({wanted}); give a scene (or the band files) with those bands"
+        )
     names = [b.name for b in scene.bands]
     if any(names):
         missing = [b for b in model_bands if b not in names]
@@ -522,6 +548,7 @@ class SceneReader:
         self.band_indexes = tuple(band_indexes)
         self._stack = ExitStack()
         self._sources: dict[Path, Any] = {}
+        self._float = False  # any band read is floating point: NaN and infinities are nodata
 
     def __enter__(self) -> Self:
         scene = self.scene
@@ -543,6 +570,7 @@ class SceneReader:
                         )
                     )
                 self._sources[band.path] = src
+                self._float |= np.dtype(src.dtypes[band.index - 1]).kind == "f"
         except BaseException:
             self._stack.close()
             raise
@@ -563,8 +591,12 @@ class SceneReader:
             window: pixel window in the scene grid (integer offsets; may be partly outside).
 
         Returns:
-            Digital numbers ``(bands, rows, cols)`` float32 (0 outside the scene) and the valid
-            mask ``(rows, cols)`` bool: inside the scene and no band equal to nodata.
+            Digital numbers ``(bands, rows, cols)`` float32 (0 outside the scene and where not
+            finite) and the valid mask ``(rows, cols)`` bool: inside the scene, no band equal
+            to nodata, and (float scenes) every band finite.
+
+        Raises:
+            SceneError: a file cannot be read there (damaged or missing tiles, I/O errors).
         """
         rows, cols = int(window.height), int(window.width)
         r0, c0 = int(window.row_off), int(window.col_off)
@@ -580,9 +612,22 @@ class SceneReader:
         for k, pos in enumerate(self.band_indexes):
             band = self.scene.bands[pos]
             src = self._sources[band.path]
-            dn[k][dst] = src.read(band.index, window=inner)
+            try:
+                dn[k][dst] = src.read(band.index, window=inner)
+            except (RasterioError, OSError) as err:
+                cause = err.__cause__ or err.__context__ or err
+                raise SceneError(
+                    f"`scene`={str(band.path)!r} cannot be read at rows {rr0}-{rr1}, columns "
+                    f"{cc0}-{cc1} of band {band.index} ({str(cause).strip() or err}); the file is "
+                    "damaged or incomplete: fetch or export it again"
+                ) from err
         valid[dst] = True
-        if self.scene.nodata is not None:
+        if self._float:
+            finite = np.isfinite(dn)
+            if not finite.all():
+                valid &= finite.all(axis=0)
+                dn[~finite] = 0.0
+        if self.scene.nodata is not None and not np.isnan(self.scene.nodata):
             valid &= ~np.any(dn == np.float32(self.scene.nodata), axis=0)
         return dn, valid
 

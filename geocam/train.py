@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import platform
 import sys
 import time
@@ -383,7 +384,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     )
     log.info("training %s on %s, precision %s", cfg.architecture, cfg.data.source, precision)
     start = time.perf_counter()
-    trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if cfg.resume else None)
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if cfg.resume else None)
+    except pickle.UnpicklingError as err:  # torch.load(weights_only=True) refused last.ckpt
+        raise ConfigError(
+            f"`resume`: {str(last)!r} holds pickled objects other than tensors, and geocam never "
+            "unpickles those (they could run code); train without --resume or into a new --out"
+        ) from err
     wall_s = time.perf_counter() - start
 
     net = task.model.float().eval().cpu()

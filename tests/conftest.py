@@ -139,6 +139,25 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_resnet: torch.nn.M
     return path
 
 
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 13-band 96 x 128 px scene shared by a test module (the fault-injection tests)."""
+    return write_raster(tmp_path_factory.mktemp("scene") / "scene.tif", synthetic_s2((96, 128)))
+
+
+@pytest.fixture(scope="module")
+def reference(scene: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``clean``: a run of ``faults.CONFIG`` on ``scene``; ``old``: an older set it replaces."""
+    from faults import CONFIG, OLD
+
+    from geocam import run_scene
+
+    root = tmp_path_factory.mktemp("ref")
+    run_scene(scene, tiny_model, root / "clean", CONFIG)
+    run_scene(scene, tiny_model, root / "old", OLD)
+    return root
+
+
 def count_params(net: torch.nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 

@@ -1,0 +1,76 @@
+"""Shared by the fault-injection tests (test_faults*.py): runs, output sets, one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from geocam import SceneConfig
+from geocam.cli import main
+from geocam.outputs import STAGING_PREFIX
+
+TESTS = Path(__file__).parent
+DRIVER = TESTS / "fault_driver.py"
+ARGS = ["--stride-px", "16", "--batch-size", "4", "--threads", "1", "--precision", "fp32", "-q"]
+CONFIG = SceneConfig(stride_px=16, batch_size=4, threads=1, precision="fp32")
+OLD = SceneConfig(stride_px=32, threads=1, precision="fp32", threshold=0.3, preview=False)
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` but run.json (its timings differ run to run)."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "run.json"
+    }
+
+
+def complete_set(folder: Path) -> dict[str, str]:
+    """The output set in ``folder``, checked complete: run.json's manifest lists every file."""
+    files = json.loads((folder / "run.json").read_text())["files"]
+    found = digests(folder)
+    assert found == {name: entry["sha256"] for name, entry in files.items()}
+    assert not list(folder.glob(STAGING_PREFIX + "*"))
+    return found
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["run", *args])
+    return result.exit_code, result.stderr
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("geocam: error:")]
+
+
+def one_error(code: int, stderr: str, text: str, expect: int = 2) -> None:
+    assert code == expect, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(error_lines(stderr)) == 1 and text in error_lines(stderr)[0], stderr
+    assert "Traceback" not in stderr and all(ln.startswith("geocam: ") for ln in lines), (
+        stderr
+    )  # nothing else: no C library chatter, no traceback
+
+
+def drive(fault: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """geocam run in a subprocess with one fault injected."""
+    return subprocess.run(
+        [sys.executable, str(DRIVER), fault, "run", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+
+
+def old_set(reference: Path, out: Path) -> dict[str, str]:
+    shutil.copytree(reference / "old", out)
+    return complete_set(out)
