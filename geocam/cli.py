@@ -146,6 +146,11 @@ def _show_warning(
 @click.option("--simplify-px", type=click.FloatRange(min=0), help="Polygons: tolerance in px [1].")
 @click.option("--preview/--no-preview", default=None, help="Write preview.png [yes].")
 @click.option("--overviews/--no-overviews", default=None, help="COG overviews [yes].")
+@click.option("--scheduler",
+              help="Run on Dask: local, local:N (N worker processes), tcp://HOST:PORT or a "
+                   "scheduler file (.json) [one process, no Dask].")  # fmt: skip
+@click.option("--force", is_flag=True,
+              help="Redo scenes that the output folder's manifest has as complete and current.")  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @fail_cleanly
 def run(
@@ -153,6 +158,8 @@ def run(
     model_path: Path,
     out_dir: Path,
     config_path: Path | None,
+    scheduler: str | None,
+    force: bool,
     quiet: bool,
     **options: Any,  # noqa: ANN401
 ) -> None:
@@ -160,58 +167,143 @@ def run(
 
     Writes cam.tif, classes.tif, salient.gpkg, salient.geojson, preview.png, run.json, QGIS styles
     (.qml) and a QGIS project (project.qgs) to --out; several scenes go to --out/NAME, with one
-    project for them all in --out.
+    project, VRT mosaics and one GeoPackage for them all in --out. The manifest in --out
+    (geocam-batch.json) makes a rerun skip the scenes that are complete and current.
     """
     import warnings
 
-    from tqdm import tqdm
-
-    from . import allocator
+    from .batch import Manifest, run_scene_job, scene_jobs
     from .config import SceneConfig, load_config
-    from .pipeline import iter_run_scene, iter_scene_inputs, load_run_model, write_batch_project
+    from .model import file_sha256, read_card
+    from .pipeline import iter_scene_inputs, load_run_model
+    from .runtime import configure_process
 
-    allocator.one_arena()  # before the run's threads start
     warnings.showwarning = _show_warning
     config = (load_config(config_path) if config_path else SceneConfig()).replace(**options)
-    scenes = list(iter_scene_inputs(scene))
-    model = load_run_model(model_path, config)
-    results = []
-    for name, paths in scenes:
-        target = out_dir if len(scenes) == 1 else out_dir / name
-        gen = iter_run_scene(paths, model, target, config, name=name)
-        bar: Any = None
-        stage = ""
-        while True:
+    plan = None
+    if scheduler:
+        from .distributed import plan_cluster
+
+        plan = plan_cluster(scheduler, config.threads)
+        config = config.replace(threads=plan.threads)
+    else:
+        configure_process(None)  # one malloc arena, before the run's threads start
+    jobs = scene_jobs(list(iter_scene_inputs(scene)), out_dir)
+    if plan is None:
+        model = load_run_model(model_path, config)
+        model_sha256 = model.sha256
+    else:
+        read_card(model_path)  # a bad model file stops here, not on the workers
+        model_sha256 = file_sha256(model_path)
+    manifest = Manifest.open(out_dir, model_sha256, config)
+    todo = []
+    for job in jobs:
+        if not force and manifest.is_current(job):
+            click.echo(f"{job.name}: skipped, complete and current (in {manifest.path}; "
+                       "--force redoes it)")  # fmt: skip
+        else:
+            todo.append(job)
+    if plan is None:
+        for job in todo:
+            bars = _SceneBars(job.name, quiet)
             try:
-                event = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if event.stage != stage:
-                stage = event.stage
-                if event.stage == "windows":
-                    allocator.for_model()
-                elif event.stage == "blocks":
-                    allocator.for_rasters()
-                if bar is not None:
-                    bar.close()
-                if not quiet:
-                    bar = tqdm(total=event.total, desc=f"{name} {stage}", unit=stage.rstrip("s"),
-                               file=sys.stderr, dynamic_ncols=True)  # fmt: skip
-            if bar is not None:
-                bar.update(event.done - bar.n)
-        if bar is not None:
+                record = run_scene_job(job, model, config, on_event=bars)
+            finally:
+                bars.close()
+            manifest.record(record)
+            click.echo(_summary(job.name, record.outputs))
+    elif todo:
+        _run_on_dask(plan, todo, model_path, config, manifest, len(jobs), quiet)
+    if len(jobs) > 1:
+        _write_batch(out_dir, [manifest.outputs(job) for job in jobs])
+
+
+class _SceneBars:
+    """Progress bars of one scene's stages; sets each stage's malloc settings as it starts."""
+
+    def __init__(self, name: str, quiet: bool) -> None:
+        self.name, self.quiet = name, quiet
+        self.stage = ""
+        self.bar: Any = None
+
+    def __call__(self, event: Any) -> None:  # noqa: ANN401 - a geocam.pipeline.Progress
+        from tqdm import tqdm
+
+        from .runtime import stage_allocator
+
+        if event.stage != self.stage:
+            self.stage = event.stage
+            stage_allocator(event.stage)
+            self.close()
+            if not self.quiet:
+                self.bar = tqdm(total=event.total, desc=f"{self.name} {event.stage}",
+                                unit=event.stage.rstrip("s"), file=sys.stderr,
+                                dynamic_ncols=True)  # fmt: skip
+        if self.bar is not None:
+            self.bar.update(event.done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _summary(name: str, result: Any) -> str:  # noqa: ANN401 - a geocam.pipeline.SceneOutputs
+    rate = result.windows / result.model_seconds if result.model_seconds else 0.0
+    return (
+        f"{name}: {result.windows} windows "
+        f"({result.windows_skipped} skipped as nodata), {result.polygons} polygons in "
+        f"{result.seconds:.1f} s ({rate:.0f} windows/s in the model)\nOutputs in "
+        f"{result.out_dir}/: " + ", ".join(p.name for p in result.files.values())
+    )
+
+
+def _run_on_dask(
+    plan: Any,  # noqa: ANN401 - a geocam.distributed.ClusterPlan
+    todo: list[Any],
+    model_path: Path,
+    config: Any,  # noqa: ANN401 - a SceneConfig
+    manifest: Any,  # noqa: ANN401 - a geocam.batch.Manifest
+    total: int,
+    quiet: bool,
+) -> None:
+    """Run scenes on Dask; a batch bar (scenes done, windows/s) fed by the workers' results."""
+    import time
+
+    from tqdm import tqdm
+
+    from .distributed import connect, run_batch
+
+    # Dask's loggers have their own handler at INFO; -vv shows their records.
+    verbose = (click.get_current_context().obj or {}).get("verbose", 0)
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
+    with connect(plan) as client:
+        start, windows = time.perf_counter(), 0
+        bar = tqdm(total=total, initial=total - len(todo), desc="batch", unit="scene",
+                   file=sys.stderr, dynamic_ncols=True, disable=quiet)  # fmt: skip
+        try:
+            for record in run_batch(client, todo, model_path, config):
+                manifest.record(record)
+                windows += record.outputs.windows
+                rate = windows / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix_str(f"{rate:.0f} windows/s", refresh=False)
+                bar.update(1)
+                bar.write(_summary(record.job.name, record.outputs), file=sys.stdout)
+        finally:
             bar.close()
-        results.append(result)
-        rate = result.windows / result.model_seconds if result.model_seconds else 0.0
-        click.echo(
-            f"{name}: {result.windows} windows ({result.windows_skipped} skipped as nodata), "
-            f"{result.polygons} polygons in {result.seconds:.1f} s ({rate:.0f} windows/s in the "
-            f"model)\nOutputs in {result.out_dir}/: "
-            + ", ".join(p.name for p in result.files.values())
-        )
-    if len(results) > 1:
-        click.echo(f"QGIS project of all scenes: {write_batch_project(out_dir, results)}")
+
+
+def _write_batch(out_dir: Path, runs: list[Any]) -> None:
+    """The batch's QGIS project, VRT mosaics (one pair per CRS) and merged GeoPackage."""
+    from .mosaic import write_batch_polygons, write_mosaics
+    from .pipeline import write_batch_project
+
+    click.echo(f"QGIS project of all scenes: {write_batch_project(out_dir, runs)}")
+    vrts = write_mosaics(out_dir, runs)
+    gpkg = write_batch_polygons(out_dir, runs)
+    click.echo(
+        "Mosaics: " + ", ".join(p.name for p in vrts) + (f"; polygons: {gpkg.name}" if gpkg else "")
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ from .raster import (
     write_category_names,
     write_cog,
 )
+from .runtime import torch_threads
 from .scene import BandMatch, Scene, SceneReader, match_bands, open_scene, render, scene_radiometry
 from .stitch import NO_CLASS, CellGrid, class_map, normalise
 from .styles import cam_qml, classes_qml, salient_qml
@@ -259,8 +260,6 @@ def iter_run_scene(
             )
     rows, cols = grid_offsets(opened.height, opened.width, window_px, stride_px, config.grid)
     engine_threads = config.threads or os.cpu_count() or 1
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(engine_threads)
     engine = make_engine(
         config.mode, loaded.net, config.batch_size, device, precision, ground.input_scale
     )
@@ -269,7 +268,7 @@ def iter_run_scene(
     )
     tmp, created = _prepare_out_dir(out_dir)
     try:
-        with rasterio.Env(**dict(config.gdal_env)):
+        with rasterio.Env(**dict(config.gdal_env)), torch_threads(engine_threads):
             timer = _Timer(t_start)
             timer.add("setup", t_start)  # model load, scene open, engine
             job = _Job(opened, loaded, bands, engine, config, window_px, stride_px, rows, cols,
@@ -290,8 +289,6 @@ def iter_run_scene(
             except OSError:
                 pass
         raise
-    finally:
-        torch.set_num_threads(previous_threads)
     return SceneOutputs(
         out_dir=out_dir,
         files=files,
