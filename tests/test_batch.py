@@ -127,15 +127,15 @@ def test_batch_killed_after_its_first_scene_resumes(
     dask = ["--scheduler", scheduler] if scheduler else []
     reference, out = tmp_path / "reference", tmp_path / "killed"
     assert cli(*base, "--out", str(reference))[0] == 0
+    if scheduler:  # the workers must know the tiny test architecture
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), *sys.path]))
+        monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PRELOAD", '["dask_preload"]')
     kill_after_first_scene([*base, "--out", str(out), *dask], out)
     done = json.loads((out / MANIFEST_NAME).read_text())["scenes"]
     assert 1 <= len(done) < len(scenes)  # killed mid-batch
     first = next(iter(done))
     run_json = out / first / "run.json"
     before = (run_json.read_bytes(), run_json.stat().st_mtime_ns)
-    if scheduler:
-        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), *sys.path]))
-        monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PRELOAD", '["dask_preload"]')
     code, output = cli(*base, "--out", str(out), *dask)
     assert code == 0, output
     assert f"{first}: skipped, complete and current" in output
