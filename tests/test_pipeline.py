@@ -23,6 +23,7 @@ from conftest import HAVEL, REAL_MODEL, SAMPLE, synthetic_s2, tiny_card, write_r
 from PIL import Image
 
 from geocam import SceneConfig, pipeline, run_scene
+from geocam.batch import MANIFEST_NAME
 from geocam.cam import cpu_supports_bf16
 from geocam.cli import main
 from geocam.errors import ConfigError, SceneError, TilingError
@@ -297,6 +298,7 @@ def test_cli_run(s2_scene: Path, tiny_model: Path, tmp_path: Path) -> None:
                            "--bands", "B04=4,B03=3,B02=2", "--threads", "1", "--precision", "fp32", "-q")  # fmt: skip
     assert code == 0, output
     assert f"Outputs in {out}/" in output
+    (out / MANIFEST_NAME).unlink()  # the batch's manifest (tests/test_batch.py)
     check_outputs(out, s2_scene)
     run = json.loads((out / "run.json").read_text())
     assert run["scene"]["band_match"] == "--bands" and run["parameters"]["precision"] == "fp32"
