@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cam import Engine
 from .config import SceneConfig, to_mapping
 from .model import GeocamModel, file_sha256
 from .pipeline import OUTPUT_NAMES, Progress, SceneOutputs, iter_run_scene, peak_rss_mib
@@ -134,6 +135,7 @@ def run_scene_job(
     config: SceneConfig,
     on_event: Callable[[Progress], None] | None = None,
     model_loads: int = 1,
+    wrap_engine: Callable[[Engine], Engine] | None = None,
 ) -> SceneRecord:
     """Run one scene of a batch: clear what a killed run left, run it, hash its outputs.
 
@@ -143,9 +145,10 @@ def run_scene_job(
         config: run settings.
         on_event: called with each progress event (the caller sets its allocator and bars).
         model_loads: reported in the record (models the calling process has loaded).
+        wrap_engine: passed to :func:`geocam.pipeline.iter_run_scene`.
     """
     remove_staging(job.out_dir)
-    gen = iter_run_scene(job.paths, model, job.out_dir, config, name=job.name)
+    gen = iter_run_scene(job.paths, model, job.out_dir, config, job.name, wrap_engine)
     while True:
         try:
             event = next(gen)

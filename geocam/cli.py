@@ -151,6 +151,9 @@ def _show_warning(
                    "scheduler file (.json) [one process, no Dask].")  # fmt: skip
 @click.option("--force", is_flag=True,
               help="Redo scenes that the output folder's manifest has as complete and current.")  # fmt: skip
+@click.option("--chunk-px", type=click.IntRange(min=1),
+              help="With --scheduler: score each scene's windows in chunks of this edge (a "
+                   "multiple of --block-px) on the workers [one task per scene].")  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @fail_cleanly
 def run(
@@ -160,6 +163,7 @@ def run(
     config_path: Path | None,
     scheduler: str | None,
     force: bool,
+    chunk_px: int | None,
     quiet: bool,
     **options: Any,  # noqa: ANN401
 ) -> None:
@@ -181,6 +185,12 @@ def run(
     warnings.showwarning = _show_warning
     config = (load_config(config_path) if config_path else SceneConfig()).replace(**options)
     plan = None
+    if chunk_px and not scheduler:
+        raise click.BadParameter("needs --scheduler", param_hint="--chunk-px")
+    if chunk_px:
+        from .chunks import check_chunk_px
+
+        check_chunk_px(chunk_px, config.block_px)
     if scheduler:
         from .distributed import plan_cluster
 
@@ -212,6 +222,9 @@ def run(
                 bars.close()
             manifest.record(record)
             click.echo(_summary(job.name, record.outputs))
+    elif todo and chunk_px:
+        configure_process(None)  # the client runs each scene's pass 2
+        _run_chunked(plan, todo, model_path, config, manifest, chunk_px, quiet)
     elif todo:
         _run_on_dask(plan, todo, model_path, config, manifest, len(jobs), quiet)
     if len(jobs) > 1:
@@ -291,6 +304,47 @@ def _run_on_dask(
                 bar.write(_summary(record.job.name, record.outputs), file=sys.stdout)
         finally:
             bar.close()
+
+
+def _run_chunked(
+    plan: Any,  # noqa: ANN401 - a geocam.distributed.ClusterPlan
+    todo: list[Any],
+    model_path: Path,
+    config: Any,  # noqa: ANN401 - a SceneConfig
+    manifest: Any,  # noqa: ANN401 - a geocam.batch.Manifest
+    chunk_px: int,
+    quiet: bool,
+) -> None:
+    """Each scene's windows scored in chunks on Dask; its lattice, pass 2 and outputs here."""
+    from tqdm import tqdm
+
+    from .batch import run_scene_job
+    from .chunks import ReplayEngine
+    from .distributed import connect, score_chunks
+    from .pipeline import load_run_model
+
+    verbose = (click.get_current_context().obj or {}).get("verbose", 0)
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
+    model = load_run_model(model_path, config)  # the engine's head and pass 2 run here
+    with connect(plan) as client:
+        for job in todo:
+            chunks: list[Any] = []
+            bar = tqdm(desc=f"{job.name} chunks", unit="chunk", file=sys.stderr,
+                       dynamic_ncols=True, disable=quiet)  # fmt: skip
+            try:
+                for scores in score_chunks(client, job, model_path, config, chunk_px):
+                    chunks.append(scores)
+                    bar.update(1)
+            finally:
+                bar.close()
+            bars = _SceneBars(job.name, quiet)
+            try:
+                record = run_scene_job(job, model, config, on_event=bars,
+                                       wrap_engine=functools.partial(ReplayEngine, chunks=chunks))  # fmt: skip
+            finally:
+                bars.close()
+            manifest.record(record)
+            click.echo(_summary(job.name, record.outputs))
 
 
 def _write_batch(out_dir: Path, runs: list[Any]) -> None:

@@ -23,10 +23,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import dask
 from distributed import Client, LocalCluster, as_completed, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .batch import SceneJob, SceneRecord, run_scene_job
+from .chunks import ChunkScores, chunk_blocks, scene_shape, score_chunk
 from .config import SceneConfig
 from .errors import ConfigError
 from .model import GeocamModel
@@ -37,6 +39,13 @@ log = logging.getLogger(__name__)
 
 #: The worker plugin's name on the cluster.
 PLUGIN_NAME = "geocam"
+#: Dask settings of the LocalClusters geocam starts (``DASK_DISTRIBUTED__...`` variables set
+#: the same on a cluster's workers, e.g. ``DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False``).
+QUIET_WORKERS: dict[str, Any] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.gil.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,14 +144,71 @@ def scene_task(job: SceneJob, model_path: str, config: SceneConfig) -> SceneReco
         model_path: the model file (absolute path).
         config: run settings.
     """
-    worker = get_worker()
-    plugin = worker.plugins.get(PLUGIN_NAME)
-    if not isinstance(plugin, GeocamWorker):  # a worker that joined without the plugin
-        plugin = GeocamWorker(config.threads)
-        plugin.setup(worker)
-        worker.plugins[PLUGIN_NAME] = plugin
+    plugin = _plugin()
     model = plugin.model(Path(model_path), config)
     return run_scene_job(job, model, config, on_event=plugin.on_event, model_loads=plugin.loads)
+
+
+def _plugin() -> GeocamWorker:
+    """This worker's :class:`GeocamWorker` (set up now if the worker joined without it)."""
+    worker = get_worker()
+    plugin = worker.plugins.get(PLUGIN_NAME)
+    if not isinstance(plugin, GeocamWorker):
+        plugin = GeocamWorker(None)
+        plugin.setup(worker)
+        worker.plugins[PLUGIN_NAME] = plugin
+    return plugin
+
+
+def chunk_task(
+    job: SceneJob, model_path: str, config: SceneConfig, blocks: list[tuple[int, int]]
+) -> ChunkScores:
+    """A Dask task: score one chunk of a scene (see :mod:`geocam.chunks`).
+
+    Args:
+        job: the scene (absolute paths).
+        model_path: the model file (absolute path).
+        config: run settings.
+        blocks: the chunk's block indexes (row, col).
+    """
+    plugin = _plugin()
+    return score_chunk(job, plugin.model(Path(model_path), config), config, blocks)
+
+
+def score_chunks(
+    client: Client, job: SceneJob, model_path: Path, config: SceneConfig, chunk_px: int
+) -> Iterator[ChunkScores]:
+    """Score a scene's windows on the cluster, one task per chunk; yield chunks as they finish.
+
+    Args:
+        client: a client from :func:`connect`.
+        job: the scene.
+        model_path: the model file, readable by every worker.
+        config: run settings.
+        chunk_px: chunk edge in pixels, a multiple of ``config.block_px``.
+    """
+    chunks = chunk_blocks(scene_shape(job, config), config.block_px, chunk_px)
+    batch, far = uuid.uuid4().hex[:8], absolute(job)
+    model = str(Path(model_path).absolute())
+    futures = [
+        client.submit(
+            chunk_task,
+            far,
+            model,
+            config,
+            blocks,
+            key=f"geocam-{batch}-{job.name}-chunk{i}",
+            pure=False,
+            priority=len(chunks) - i,
+        )
+        for i, blocks in enumerate(chunks)
+    ]
+    try:
+        for future in as_completed(futures):
+            scores: ChunkScores = future.result()
+            yield scores
+    finally:
+        client.cancel([f for f in futures if not f.done()])
 
 
 @contextmanager
@@ -161,6 +227,9 @@ def connect(plan: ClusterPlan) -> Iterator[Client]:
     with ExitStack() as stack:
         try:
             if plan.local_workers is not None:
+                # Scene tasks run for seconds to minutes: the workers' stack sampling and the
+                # event loops' 20 ms health ticks only take CPU from them.
+                stack.enter_context(dask.config.set(QUIET_WORKERS))
                 cluster = stack.enter_context(
                     LocalCluster(
                         n_workers=plan.local_workers,

@@ -210,6 +210,7 @@ def iter_run_scene(
     out_dir: Path,
     config: SceneConfig | None = None,
     name: str | None = None,
+    wrap_engine: Callable[[Engine], Engine] | None = None,
 ) -> Generator[Progress, None, SceneOutputs]:
     """Like :func:`run_scene`, yielding :class:`Progress` events; returns :class:`SceneOutputs`.
 
@@ -219,6 +220,8 @@ def iter_run_scene(
         out_dir: output folder.
         config: run settings.
         name: scene name.
+        wrap_engine: replaces the engine the run built (e.g. with
+            :class:`geocam.chunks.ReplayEngine`: scores computed by Dask workers).
     """
     config = config or SceneConfig()
     paths = (Path(scene),) if isinstance(scene, str | Path) else tuple(Path(p) for p in scene)
@@ -263,6 +266,8 @@ def iter_run_scene(
     engine = make_engine(
         config.mode, loaded.net, config.batch_size, device, precision, ground.input_scale
     )
+    if wrap_engine is not None:
+        engine = wrap_engine(engine)
     provenance = Provenance(
         geocam_version(), loaded.sha256, opened.name, provenance_date(opened.paths)
     )

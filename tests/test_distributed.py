@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import synthetic_s2
 from test_batch import OPTIONS, TESTS, batch_scenes, cli, digests
 
 from geocam.batch import MANIFEST_NAME
+from geocam.chunks import chunk_blocks
 from geocam.distributed import plan_cluster
 from geocam.errors import ConfigError
 
@@ -144,3 +146,29 @@ def test_scheduler_and_two_workers_match_a_local_run(
     assert "skipped, complete" not in output and digests(tmp_path / "dask") == digests(
         tmp_path / "local"
     )
+
+
+def test_chunked_scene_matches_a_local_run(
+    make_scene: Callable[..., Path], tiny_model: Path, tmp_path: Path, worker_env: dict[str, str]
+) -> None:
+    # 20 blocks of 64 px in 6 chunks of 128 px (the last row and column of chunks are partial);
+    # a nodata corner leaves some blocks without a window to score.
+    data = synthetic_s2((256, 320), seed=4)
+    data[:, :100, :90] = 0
+    scene = make_scene("big.tif", data=data, nodata=0)
+    args = [str(scene), "--model", str(tiny_model), *OPTIONS, "-q"]
+    assert cli(*args, "--out", str(tmp_path / "local"))[0] == 0
+    code, output = cli(*args, "--out", str(tmp_path / "chunked"), "--scheduler", "local:2",
+                       "--chunk-px", "128")  # fmt: skip
+    assert code == 0, output
+    assert digests(tmp_path / "chunked") == digests(tmp_path / "local")
+    code, output = cli(*args, "--out", str(tmp_path / "x"), "--scheduler", "local:2",
+                       "--chunk-px", "100")  # fmt: skip
+    assert code == 2 and "multiple of `block_px`=64" in output
+
+
+def test_chunks_cover_the_blocks_once() -> None:
+    chunks = chunk_blocks((300, 330), 64, 128)
+    blocks = [b for chunk in chunks for b in chunk]
+    assert sorted(blocks) == [(i, j) for i in range(5) for j in range(6)]
+    assert len(chunks) == 3 * 3 and chunks[0] == [(0, 0), (0, 1), (1, 0), (1, 1)]
