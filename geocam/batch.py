@@ -271,7 +271,7 @@ class Manifest:
         """Write the manifest atomically (a temporary file, flushed to disk, then renamed)."""
         data = {"format": MANIFEST_FORMAT, "scenes": dict(sorted(self.scenes.items()))}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp = self.path.with_name(f".{self.path.name}.tmp")  # one writer: the same name
         with open(tmp, "w") as f:
             json.dump(data, f, indent=1, sort_keys=True)
             f.write("\n")
