@@ -165,6 +165,14 @@ def _show_warning(
               help="Refuse scenes with more windows (0: no limit) [2000000].")  # fmt: skip
 @click.option("--max-memory-mib", type=click.IntRange(min=0),
               help="Refuse scenes whose lattice needs more MiB (0: no check) [available].")  # fmt: skip
+@click.option("--scheduler",
+              help="Run on Dask: local, local:N (N worker processes), tcp://HOST:PORT or a "
+                   "scheduler file (.json) [one process, no Dask].")  # fmt: skip
+@click.option("--force", is_flag=True,
+              help="Redo scenes that the output folder's manifest has as complete and current.")  # fmt: skip
+@click.option("--chunk-px", type=click.IntRange(min=1),
+              help="With --scheduler: score each scene's windows in chunks of this edge (a "
+                   "multiple of --block-px) on the workers [one task per scene].")  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @fail_cleanly
 def run(
@@ -172,6 +180,9 @@ def run(
     model_path: Path,
     out_dir: Path,
     config_path: Path | None,
+    scheduler: str | None,
+    force: bool,
+    chunk_px: int | None,
     quiet: bool,
     **options: Any,  # noqa: ANN401
 ) -> None:
@@ -179,19 +190,18 @@ def run(
 
     Writes cam.tif, classes.tif, salient.gpkg, salient.geojson, preview.png, run.json, QGIS styles
     (.qml) and a QGIS project (project.qgs) to --out; several scenes go to --out/NAME, with one
-    project for them all in --out.
+    project, VRT mosaics and one GeoPackage for them all in --out. The manifest in --out
+    (geocam-batch.json) makes a rerun skip the scenes that are complete and current.
     """
     import warnings
 
-    from . import allocator
     from .config import SceneConfig, load_config
 
-    allocator.one_arena()  # before the run's threads start
     warnings.showwarning = _show_warning
     config = (load_config(config_path) if config_path else SceneConfig()).replace(**options)
     verbose = click.get_current_context().find_root().obj["verbose"]
     with c_stderr_aside(verbose, functools.partial(configure_logging, verbose)):
-        _run_scenes(scene, model_path, out_dir, config, quiet)
+        _run_scenes(scene, model_path, out_dir, config, quiet, scheduler, force, chunk_px)
 
 
 def _run_scenes(
@@ -200,69 +210,199 @@ def _run_scenes(
     out_dir: Path,
     config: SceneConfig,
     quiet: bool,
+    scheduler: str | None,
+    force: bool,
+    chunk_px: int | None,
 ) -> None:
-    from tqdm import tqdm
-
-    from . import allocator
+    from .batch import Manifest, run_scene_job, scene_jobs
+    from .model import file_sha256, read_card
     from .outputs import recover
-    from .pipeline import (
-        iter_run_scene,
-        iter_scene_inputs,
-        load_run_model,
-        plan_scenes,
-        write_batch_project,
-    )
+    from .pipeline import iter_scene_inputs, load_run_model, plan_scenes
+    from .runtime import configure_process
 
+    plan = None
+    if chunk_px and not scheduler:
+        raise click.BadParameter("needs --scheduler", param_hint="--chunk-px")
+    if chunk_px:
+        from .chunks import check_chunk_px
+
+        check_chunk_px(chunk_px, config.block_px)
+    if scheduler:
+        from .distributed import plan_cluster
+
+        plan = plan_cluster(scheduler, config.threads)
+        config = config.replace(threads=plan.threads)
+    else:
+        configure_process(None)  # one malloc arena, before the run's threads start
     scenes = list(iter_scene_inputs(scene))
-    model = load_run_model(model_path, config)
-    results = []
+    if plan is None:
+        model = load_run_model(model_path, config)
+        card, model_sha256 = model.card, model.sha256
+    else:
+        card = read_card(model_path)  # a bad model file stops here, not on the workers
+        model_sha256 = file_sha256(model_path)
     # Every scene is checked (inputs, bands, grid, limits, output clashes) before any work.
-    targets = plan_scenes(scenes, model.card, config, out_dir)
+    folders = plan_scenes(scenes, card, config, out_dir)
     if len(scenes) > 1:
         recover(out_dir)  # staging folders a single-scene run into --out left behind
-    for (name, paths), target in zip(scenes, targets, strict=True):
-        log.info("scene %s (%s) -> %s", name, ", ".join(map(str, paths)), target)
-        gen = iter_run_scene(paths, model, target, config, name=name)
-        bar: Any = None
-        stage = ""
+    jobs = scene_jobs(scenes, folders)
+    for job in jobs:
+        log.info("scene %s (%s) -> %s", job.name, ", ".join(map(str, job.paths)), job.out_dir)
+    manifest = Manifest.open(out_dir, model_sha256, config)
+    todo = []
+    for job in jobs:
+        if not force and manifest.is_current(job):
+            click.echo(f"{job.name}: skipped, complete and current (in {manifest.path}; "
+                       "--force redoes it)")  # fmt: skip
+        else:
+            todo.append(job)
+    if plan is None:
+        for job in todo:
+            bars = _SceneBars(job.name, quiet)
+            try:
+                record = run_scene_job(job, model, config, on_event=bars, guard=INTERRUPTS.held)
+            finally:
+                bars.close()  # ends the bar's line: a message after it starts on its own
+            manifest.record(record)
+            click.echo(_summary(job.name, record.outputs))
+            INTERRUPTS.check()  # one that came while the scene finished: that scene is complete
+    elif todo and chunk_px:
+        configure_process(None)  # the client runs each scene's pass 2
+        _run_chunked(plan, todo, model_path, config, manifest, chunk_px, quiet)
+    elif todo:
+        _run_on_dask(plan, todo, model_path, config, manifest, len(jobs), quiet)
+    if len(jobs) > 1:
+        _write_batch(out_dir, [manifest.outputs(job) for job in jobs])
+
+
+class _SceneBars:
+    """Progress bars of one scene's stages; sets each stage's malloc settings as it starts."""
+
+    def __init__(self, name: str, quiet: bool) -> None:
+        self.name, self.quiet = name, quiet
+        self.stage = ""
+        self.bar: Any = None
+
+    def __call__(self, event: Any) -> None:  # noqa: ANN401 - a geocam.pipeline.Progress
+        from tqdm import tqdm
+
+        from .runtime import stage_allocator
+
+        if event.stage != self.stage:
+            self.stage = event.stage
+            stage_allocator(event.stage)
+            self.close()
+            if not self.quiet:
+                self.bar = tqdm(total=event.total, desc=f"{self.name} {event.stage}",
+                                unit=event.stage.rstrip("s"), file=sys.stderr,
+                                dynamic_ncols=True)  # fmt: skip
+        if self.bar is not None:
+            self.bar.update(event.done - self.bar.n)
+        INTERRUPTS.check()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _summary(name: str, result: Any) -> str:  # noqa: ANN401 - a geocam.pipeline.SceneOutputs
+    rate = result.windows / result.model_seconds if result.model_seconds else 0.0
+    return (
+        f"{name}: {result.windows} windows "
+        f"({result.windows_skipped} skipped as nodata), {result.polygons} polygons in "
+        f"{result.seconds:.1f} s ({rate:.0f} windows/s in the model)\nOutputs in "
+        f"{result.out_dir}/: " + ", ".join(p.name for p in result.files.values())
+    )
+
+
+def _run_on_dask(
+    plan: Any,  # noqa: ANN401 - a geocam.distributed.ClusterPlan
+    todo: list[Any],
+    model_path: Path,
+    config: Any,  # noqa: ANN401 - a SceneConfig
+    manifest: Any,  # noqa: ANN401 - a geocam.batch.Manifest
+    total: int,
+    quiet: bool,
+) -> None:
+    """Run scenes on Dask; a batch bar (scenes done, windows/s) fed by the workers' results."""
+    import time
+
+    from tqdm import tqdm
+
+    from .distributed import connect, run_batch
+
+    # Dask's loggers have their own handler at INFO; -vv shows their records.
+    verbose = (click.get_current_context().obj or {}).get("verbose", 0)
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
+    with connect(plan) as client:
+        start, windows = time.perf_counter(), 0
+        bar = tqdm(total=total, initial=total - len(todo), desc="batch", unit="scene",
+                   file=sys.stderr, dynamic_ncols=True, disable=quiet)  # fmt: skip
         try:
-            while True:
-                try:
-                    with INTERRUPTS.held():  # a signal waits for the next event
-                        event = next(gen)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                INTERRUPTS.check()
-                if event.stage != stage:
-                    stage = event.stage
-                    if event.stage == "windows":
-                        allocator.for_model()
-                    elif event.stage == "blocks":
-                        allocator.for_rasters()
-                    if bar is not None:
-                        bar.close()
-                    if not quiet:
-                        bar = tqdm(total=event.total, desc=f"{name} {stage}",
-                                   unit=stage.rstrip("s"), file=sys.stderr,
-                                   dynamic_ncols=True)  # fmt: skip
-                if bar is not None:
-                    bar.update(event.done - bar.n)
+            for record in run_batch(client, todo, model_path, config):
+                manifest.record(record)
+                windows += record.outputs.windows
+                rate = windows / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix_str(f"{rate:.0f} windows/s", refresh=False)
+                bar.update(1)
+                bar.write(_summary(record.job.name, record.outputs), file=sys.stdout)
         finally:
-            gen.close()  # after an interrupt: the run's cleanup, before the message
-            if bar is not None:
-                bar.close()  # ends the bar's line: a message after it starts on its own
-        results.append(result)
-        rate = result.windows / result.model_seconds if result.model_seconds else 0.0
-        click.echo(
-            f"{name}: {result.windows} windows ({result.windows_skipped} skipped as nodata), "
-            f"{result.polygons} polygons in {result.seconds:.1f} s ({rate:.0f} windows/s in the "
-            f"model)\nOutputs in {result.out_dir}/: "
-            + ", ".join(p.name for p in result.files.values())
-        )
-        INTERRUPTS.check()  # one that came while the scene finished: that scene is complete
-    if len(results) > 1:
-        click.echo(f"QGIS project of all scenes: {write_batch_project(out_dir, results)}")
+            bar.close()
+
+
+def _run_chunked(
+    plan: Any,  # noqa: ANN401 - a geocam.distributed.ClusterPlan
+    todo: list[Any],
+    model_path: Path,
+    config: Any,  # noqa: ANN401 - a SceneConfig
+    manifest: Any,  # noqa: ANN401 - a geocam.batch.Manifest
+    chunk_px: int,
+    quiet: bool,
+) -> None:
+    """Each scene's windows scored in chunks on Dask; its lattice, pass 2 and outputs here."""
+    from tqdm import tqdm
+
+    from .batch import run_scene_job
+    from .chunks import ReplayEngine
+    from .distributed import connect, score_chunks
+    from .pipeline import load_run_model
+
+    verbose = (click.get_current_context().obj or {}).get("verbose", 0)
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
+    model = load_run_model(model_path, config)  # the engine's head and pass 2 run here
+    with connect(plan) as client:
+        for job in todo:
+            chunks: list[Any] = []
+            bar = tqdm(desc=f"{job.name} chunks", unit="chunk", file=sys.stderr,
+                       dynamic_ncols=True, disable=quiet)  # fmt: skip
+            try:
+                for scores in score_chunks(client, job, model_path, config, chunk_px):
+                    chunks.append(scores)
+                    bar.update(1)
+            finally:
+                bar.close()
+            bars = _SceneBars(job.name, quiet)
+            try:
+                record = run_scene_job(job, model, config, on_event=bars,
+                                       wrap_engine=functools.partial(ReplayEngine, chunks=chunks))  # fmt: skip
+            finally:
+                bars.close()
+            manifest.record(record)
+            click.echo(_summary(job.name, record.outputs))
+
+
+def _write_batch(out_dir: Path, runs: list[Any]) -> None:
+    """The batch's QGIS project, VRT mosaics (one pair per CRS) and merged GeoPackage."""
+    from .mosaic import write_batch_polygons, write_mosaics
+    from .pipeline import write_batch_project
+
+    click.echo(f"QGIS project of all scenes: {write_batch_project(out_dir, runs)}")
+    vrts = write_mosaics(out_dir, runs)
+    gpkg = write_batch_polygons(out_dir, runs)
+    click.echo(
+        "Mosaics: " + ", ".join(p.name for p in vrts) + (f"; polygons: {gpkg.name}" if gpkg else "")
+    )
 
 
 # --------------------------------------------------------------------------------------------

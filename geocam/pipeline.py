@@ -67,6 +67,7 @@ from .raster import (
     write_category_names,
     write_cog,
 )
+from .runtime import torch_threads
 from .scene import BandMatch, Scene, SceneReader, match_bands, open_scene, render, scene_radiometry
 from .stitch import NO_CLASS, CellGrid, class_map, normalise
 from .styles import cam_qml, classes_qml, salient_qml
@@ -195,6 +196,7 @@ def iter_run_scene(
     out_dir: Path,
     config: SceneConfig | None = None,
     name: str | None = None,
+    wrap_engine: Callable[[Engine], Engine] | None = None,
 ) -> Generator[Progress, None, SceneOutputs]:
     """Like :func:`run_scene`, yielding :class:`Progress` events; returns :class:`SceneOutputs`.
 
@@ -204,6 +206,8 @@ def iter_run_scene(
         out_dir: output folder.
         config: run settings.
         name: scene name.
+        wrap_engine: replaces the engine the run built (e.g. with
+            :class:`geocam.chunks.ReplayEngine`: scores computed by Dask workers).
     """
     config = config or SceneConfig()
     paths = (Path(scene),) if isinstance(scene, str | Path) else tuple(Path(p) for p in scene)
@@ -251,30 +255,27 @@ def iter_run_scene(
     )  # fmt: skip
     preflight.check(estimate, config, opened.name, stride_px, len(card.classes))
     engine_threads = config.threads or os.cpu_count() or 1
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(engine_threads)
     engine = make_engine(
         config.mode, loaded.net, config.batch_size, device, precision, ground.input_scale
     )
+    if wrap_engine is not None:
+        engine = wrap_engine(engine)
     provenance = Provenance(
         geocam_version(), loaded.sha256, opened.name, provenance_date(opened.paths)
     )
-    try:
-        with (
-            OutputSet(out_dir, OUTPUT_NAMES.values()) as outputs,
-            io_errors(out_dir, opened.name, estimate.disk_mib, outputs),
-        ):
-            with rasterio.Env(**dict(config.gdal_env)):
-                timer = _Timer(t_start)
-                timer.add("setup", t_start)  # model load, scene open, engine
-                job = _Job(
-                    opened, loaded, bands, engine, config, window_px, stride_px, rows, cols,
-                    outputs.staging, timer, provenance, radiometry, ground, out_dir, estimate,
-                )  # fmt: skip
-                result, layers = yield from _run(job)
-            installed = outputs.commit()
-    finally:
-        torch.set_num_threads(previous_threads)
+    with (
+        OutputSet(out_dir, OUTPUT_NAMES.values()) as outputs,
+        io_errors(out_dir, opened.name, estimate.disk_mib, outputs),
+    ):
+        with rasterio.Env(**dict(config.gdal_env)), torch_threads(engine_threads):
+            timer = _Timer(t_start)
+            timer.add("setup", t_start)  # model load, scene open, engine
+            job = _Job(
+                opened, loaded, bands, engine, config, window_px, stride_px, rows, cols,
+                outputs.staging, timer, provenance, radiometry, ground, out_dir, estimate,
+            )  # fmt: skip
+            result, layers = yield from _run(job)
+        installed = outputs.commit()
     files = {key: installed[fname] for key, fname in OUTPUT_NAMES.items() if fname in installed}
     return SceneOutputs(
         out_dir=out_dir,

@@ -23,6 +23,7 @@ from conftest import HAVEL, REAL_MODEL, SAMPLE, synthetic_s2, tiny_card, write_r
 from PIL import Image
 
 from geocam import SceneConfig, pipeline, run_scene
+from geocam.batch import MANIFEST_NAME
 from geocam.cam import cpu_supports_bf16
 from geocam.cli import main
 from geocam.errors import ConfigError, SceneError, TilingError
@@ -51,7 +52,8 @@ def files_in(folder: Path) -> set[str]:
 
 
 def check_outputs(out: Path, scene_path: Path, classes: tuple[str, ...] | None = None) -> None:
-    assert files_in(out) == OUTPUTS  # nothing else (no temporary files) left behind
+    # nothing else (no temporary files) left behind; the CLI adds the batch's manifest
+    assert files_in(out) - {MANIFEST_NAME} == OUTPUTS
     with rasterio.open(scene_path) as src:
         crs, transform, shape, bounds = src.crs, src.transform, src.shape, src.bounds
     for name in ("cam.tif", "classes.tif"):
@@ -297,6 +299,7 @@ def test_cli_run(s2_scene: Path, tiny_model: Path, tmp_path: Path) -> None:
                            "--bands", "B04=4,B03=3,B02=2", "--threads", "1", "--precision", "fp32", "-q")  # fmt: skip
     assert code == 0, output
     assert f"Outputs in {out}/" in output
+    assert (out / MANIFEST_NAME).is_file()  # the batch's manifest (tests/test_batch.py)
     check_outputs(out, s2_scene)
     run = json.loads((out / "run.json").read_text())
     assert run["scene"]["band_match"] == "--bands" and run["parameters"]["precision"] == "fp32"
