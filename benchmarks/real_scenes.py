@@ -9,7 +9,7 @@ any ``--model`` given), in one run: ``geocam.run_scene`` with default settings, 
 - the share of valid pixels per class (and the largest);
 - seconds (model load apart), or the one-line refusal for scenes the model cannot read.
 
-``--l2a-path`` adds runs with ``l2a_path_radiance`` on (label ``+path``); ``--rgb8`` adds 8-bit
+``--l2a-path`` adds runs with ``l2a_path_radiance`` off (label ``-path``; on by default); ``--rgb8`` adds 8-bit
 true-colour renderings of each scene (``rgb8-eurosat``: EuroSAT's 0-2750 stretch;
 ``rgb8-eob``: EO Browser's default, reflectance x 2.5), scored against the scene's own water.
 
@@ -78,7 +78,7 @@ def rgb8_rendering(scene_path: Path, out: Path, full_scale_dn: float) -> Path | 
         match = match_bands(scene, ("B04", "B03", "B02"), None)
     except BandError:
         return None
-    radiometry = scene_radiometry(scene, match, check=False)
+    radiometry = scene_radiometry(scene, match, l2a_path_radiance=False, check=False)
     with SceneReader(scene, match.indexes) as reader:
         dn, valid = reader.read(Window(0, 0, scene.width, scene.height))
     rgb = np.clip(radiometry.to_dn10k(dn, match.indexes) / full_scale_dn * 255, 1, 255)
@@ -101,7 +101,7 @@ def water_truth(scene_path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         match = match_bands(scene, ("B03", "B08"), None)
     except BandError:
         return None
-    radiometry = scene_radiometry(scene, match, check=False)
+    radiometry = scene_radiometry(scene, match, l2a_path_radiance=False, check=False)
     with SceneReader(scene, match.indexes) as reader:
         dn, valid = reader.read(Window(0, 0, scene.width, scene.height))
     green, nir = radiometry.to_dn10k(dn, match.indexes)
@@ -160,7 +160,7 @@ def main() -> None:
     ap.add_argument("--model", action="append", type=Path, default=[], help="extra model(s)")
     ap.add_argument("--no-previous", action="store_true", help="skip the previous model")
     ap.add_argument("--scenes", type=Path, default=SCENES)
-    ap.add_argument("--l2a-path", action="store_true", help="also with l2a_path_radiance on")
+    ap.add_argument("--l2a-path", action="store_true", help="also with l2a_path_radiance off")
     ap.add_argument("--rgb8", action="store_true", help="also 8-bit renderings of each scene")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, help="also write the results here")
@@ -189,7 +189,7 @@ def main() -> None:
                 out = work / f"{scene.stem}.rgb8-{label}.tif"
                 if rgb8_rendering(scene, out, full_scale) is not None:
                     scenes.append((out, scene))
-    variants = {"": {}, "+path": {"l2a_path_radiance": True}} if args.l2a_path else {"": {}}
+    variants = {"": {}, "-path": {"l2a_path_radiance": False}} if args.l2a_path else {"": {}}
     results: dict = {}
     print(f"\n{'scene':<40} {'model':<10} {'IoU':>6} {'prec':>6} {'rec':>6} "
           f"{'top class':<26} {'s':>6}  notes")  # fmt: skip

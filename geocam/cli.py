@@ -144,7 +144,7 @@ def _show_warning(
               callback=lambda ctx, param, v: v.upper() if v else None,
               help="Processing level [from product metadata, tags or names].")  # fmt: skip
 @click.option("--l2a-path-radiance/--no-l2a-path-radiance", default=None,
-              help="Add a typical path radiance to L2A scenes (L1C-like) [no].")  # fmt: skip
+              help="Add a typical path radiance to L2A scenes (L1C-like) [yes].")  # fmt: skip
 @click.option("--radiometry-check/--no-radiometry-check", default=None,
               help="Refuse values that cannot be reflectance at the scale decided [yes].")  # fmt: skip
 @click.option("--dn-offset", callback=_dn_offset,

@@ -137,7 +137,8 @@ class SceneConfig:
         level: the scene's processing level, ``"L1C"`` or ``"L2A"``; None: from the product
             metadata, tags or names (recorded in run.json).
         l2a_path_radiance: add a typical path radiance (geocam.radiometry.PATH_RADIANCE_DN) to
-            L2A scenes so they look like the L1C data the model was trained on.
+            L2A scenes so they look like the L1C data the model was trained on (EuroSAT is
+            L1C; benchmarks/README.md measures it on real L2A scenes).
         radiometry_check: refuse scenes whose values cannot be reflectance at the scale
             decided (a sample's percentiles; see geocam.radiometry).
         nodata: digital number marking missing pixels; None: the scene's nodata value, else 0
@@ -183,7 +184,7 @@ class SceneConfig:
     reflectance_scale: float | None = None
     dn_offset: float | None = None
     level: Level | None = None
-    l2a_path_radiance: bool = False
+    l2a_path_radiance: bool = True
     radiometry_check: bool = True
     nodata: float | None = None
     min_valid_fraction: float = 0.5

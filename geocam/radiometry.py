@@ -181,8 +181,8 @@ def decide_radiometry(
     dn_offset_declared: bool,
     level: tuple[str, str],
     sample_dn: npt.NDArray[np.float32],
-    band_names: Sequence[str | None] = (),
-    l2a_path_radiance: bool = False,
+    band_names: Sequence[str | None],
+    l2a_path_radiance: bool,
     check: bool = True,
 ) -> Radiometry:
     """Decide the digital-number map of a scene and check that it gives reflectance.

@@ -724,8 +724,8 @@ def scene_radiometry(
     *,
     level: str | None = None,
     reflectance_scale: float | None = None,
+    l2a_path_radiance: bool,
     dn_offset_declared: bool = False,
-    l2a_path_radiance: bool = False,
     check: bool = True,
 ) -> Radiometry:
     """Decide and check how the scene's digital numbers become reflectance x 10000.

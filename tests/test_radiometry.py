@@ -38,6 +38,8 @@ def decide(sample: np.ndarray, **kwargs: object) -> object:
         "dn_offset_declared": False,
         "level": ("L1C", "test"),
         "sample_dn": sample.astype(np.float32),
+        "band_names": ("B04", "B03", "B02"),
+        "l2a_path_radiance": False,
     }
     args.update(kwargs)
     return decide_radiometry(**args)  # type: ignore[arg-type]
@@ -91,6 +93,13 @@ def test_implausible_values_are_refused_with_the_fix() -> None:
     with pytest.raises(RadiometryError, match="negative"):
         decide(land(), dn_offset=-4000.0, dn_offset_source="--dn-offset", dn_offset_declared=True)
     decide(land(scale=0.1), check=False)  # the user's override
+
+
+def test_l2a_path_radiance_makes_l2a_l1c_like() -> None:
+    l2a = decide(land(), level=("L2A", "tag"), l2a_path_radiance=True)
+    assert l2a.add == (250.0, 350.0, 600.0) and "path radiance" in l2a.scale_source
+    l1c = decide(land(), level=("L1C", "tag"), l2a_path_radiance=True)
+    assert l1c.add == (0.0,) * 3
 
 
 def test_l2a_without_offset_metadata_gets_it() -> None:
