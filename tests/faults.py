@@ -13,6 +13,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from geocam import SceneConfig
+from geocam.batch import MANIFEST_NAME
 from geocam.cli import main
 from geocam.outputs import STAGING_PREFIX
 
@@ -24,11 +25,12 @@ OLD = SceneConfig(stride_px=32, threads=1, precision="fp32", threshold=0.3, prev
 
 
 def digests(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``folder`` but run.json (its timings differ run to run)."""
+    """SHA-256 of every file under ``folder`` but run.json (its timings differ run to run) and
+    the batch manifest the CLI keeps beside a single scene's outputs."""
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != "run.json"
+        if p.is_file() and p.name not in ("run.json", MANIFEST_NAME)
     }
 
 
