@@ -316,6 +316,12 @@ def _summary(name: str, result: Any) -> str:  # noqa: ANN401 - a geocam.pipeline
     )
 
 
+def _dask_logging() -> None:
+    """Dask's loggers have their own handler at INFO; -vv shows their records."""
+    verbose = (click.get_current_context().obj or {}).get("verbose", 0)
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
+
+
 def _run_on_dask(
     plan: Any,  # noqa: ANN401 - a geocam.distributed.ClusterPlan
     todo: list[Any],
@@ -332,9 +338,7 @@ def _run_on_dask(
 
     from .distributed import connect, run_batch
 
-    # Dask's loggers have their own handler at INFO; -vv shows their records.
-    verbose = (click.get_current_context().obj or {}).get("verbose", 0)
-    logging.getLogger("distributed").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
+    _dask_logging()
     with connect(plan) as client:
         start, windows = time.perf_counter(), 0
         bar = tqdm(total=total, initial=total - len(todo), desc="batch", unit="scene",
@@ -368,8 +372,7 @@ def _run_chunked(
     from .distributed import connect, score_chunks
     from .pipeline import load_run_model
 
-    verbose = (click.get_current_context().obj or {}).get("verbose", 0)
-    logging.getLogger("distributed").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
+    _dask_logging()
     model = load_run_model(model_path, config)  # the engine's head and pass 2 run here
     with connect(plan) as client:
         for job in todo:
