@@ -123,6 +123,27 @@ def agreement(exact_dir: Path, dense_dir: Path) -> tuple[float, float, float]:
     return same, float(np.corrcoef(va[ok], vb[ok])[0, 1]), same_salient
 
 
+def grid_index(cam_path: Path, period_px: int) -> tuple[float, float]:
+    """How strongly a stitched ``cam.tif`` shows the window grid, and the noise floor.
+
+    The per-pixel maximum over classes, averaged by pixel phase (row and column mod the
+    stride): the profile's spread over the image's (0: no grid). The floor is the same at a
+    period that does not divide the grid (``../shared/tools/grid_artifact.py`` computes the same).
+    """
+    with rasterio.open(cam_path) as src:
+        heat = np.nanmax(src.read().astype(np.float64), axis=0)
+    ok = np.isfinite(heat)
+    spread = float(np.std(heat[ok]))
+    rows, cols = np.mgrid[0 : heat.shape[0], 0 : heat.shape[1]]
+    out = []
+    for p in (period_px, period_px + 7):
+        phase = ((rows % p) * p + (cols % p))[ok]
+        sums = np.bincount(phase, weights=heat[ok], minlength=p * p)
+        profile = sums / np.maximum(np.bincount(phase, minlength=p * p), 1)
+        out.append(float(np.std(profile)) / spread if spread > 0 else 0.0)
+    return out[0], out[1]
+
+
 def _same_windows(args: argparse.Namespace) -> list[str]:
     """The options that give every approach the same windows and threads."""
     return ["--window-px", str(args.window_px), "--stride-px", str(args.stride_px),
@@ -250,6 +271,12 @@ def main() -> None:
         f"({100 * same_salient:.1f}% where exact's winning-class heat >= 0.5); "
         f"winning-class CAM correlation {corr:.3f}"
     )
+    grids = {
+        mode: grid_index(work / mode / "cam.tif", args.stride_px) for mode in ("exact", "dense")
+    }
+    print("grid index (window grid in cam.tif, 0 = none; noise floor): " + ", ".join(
+        f"{mode} {g:.3f} ({floor:.3f})" for mode, (g, floor) in grids.items()
+    ))  # fmt: skip
     print(f"outputs in {work}")
 
 

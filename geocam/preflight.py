@@ -24,7 +24,7 @@ from .config import SceneConfig
 from .errors import DiskSpaceWarning, LimitError
 from .model import ModelCard
 from .outputs import free_mib
-from .stitch import MIN_LATTICE_PX
+from .stitch import lattice_px as stitch_lattice_px
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,7 @@ def estimate(
     """
     rows, cols = shape_rc
     cells = max(1, round(window_px * input_scale / FEATURE_STRIDE_PX))
-    half_cell_px = max(1, window_px // (2 * cells))
-    lattice_px = max(MIN_LATTICE_PX, math.gcd(stride_px, half_cell_px))
+    lattice_px = stitch_lattice_px(window_px, cells, stride_px)
     span_r = (max(row_offsets) - min(row_offsets) + window_px) if row_offsets else 0
     span_c = (max(col_offsets) - min(col_offsets) + window_px) if col_offsets else 0
     lattice_rc = (-(-span_r // lattice_px) + 1, -(-span_c // lattice_px) + 1)

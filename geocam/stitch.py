@@ -34,6 +34,34 @@ NO_CLASS = 255
 MIN_LATTICE_PX = 8
 
 
+def lattice_px(window_px: int, cells: int, stride_px: int) -> int:
+    """Edge of the stitching lattice in pixels: ``gcd(stride, cell / 2)``.
+
+    Args:
+        window_px: window edge in pixels.
+        cells: CAM cells per window and axis.
+        stride_px: the grid's stride.
+
+    Raises:
+        ConfigError: the window does not split into half CAM cells of whole pixels, or the
+            stride and half cell share a lattice finer than :data:`MIN_LATTICE_PX`.
+    """
+    if cells < 1 or window_px % (2 * cells):
+        raise ConfigError(
+            f"`window_px`={window_px} does not split into halves of the model's {cells} x "
+            f"{cells} CAM cells of whole pixels; use a multiple of {2 * max(cells, 1)} (e.g. 64 "
+            "for ResNets)"
+        )
+    half_cell_px = window_px // (2 * cells)
+    out = math.gcd(stride_px, half_cell_px)
+    if out < MIN_LATTICE_PX:
+        raise ConfigError(
+            f"`stride_px`={stride_px} and the model's {2 * half_cell_px} px CAM cells share "
+            f"a lattice of {out} px; use a stride that is a multiple of {MIN_LATTICE_PX} (e.g. 32)"
+        )
+    return out
+
+
 @lru_cache(maxsize=16)
 def taper(samples: int) -> npt.NDArray[np.float32]:
     """Blending weight along a window, ``sin^2(pi * (i + 0.5) / samples)``, in (0, 1].
@@ -119,8 +147,7 @@ class _Axis:
     def matrix(self, n_cells: int) -> npt.NDArray[np.float32]:
         """Interpolation as a ``(pixels, n_cells)`` matrix, two weights per row.
 
-        Matrix products interpolate a 544 x 544 px block in 6 ms instead of 21 ms for gathering
-        the two cells of every pixel (10 classes, 4000 x 4000 scene's lattice).
+        Two matrix products interpolate a block far faster than gathering each pixel's cells.
         """
         out = np.zeros((len(self.lo), n_cells), np.float32)
         rows = np.arange(len(self.lo))
@@ -141,8 +168,7 @@ class CellGrid:
         stride_px: the grid's stride.
 
     Raises:
-        ConfigError: the window does not split into half CAM cells of whole pixels, or the
-            stride and half cell share a lattice finer than :data:`MIN_LATTICE_PX`.
+        ConfigError: see :func:`lattice_px`; also for cells that are not square.
     """
 
     def __init__(
@@ -155,20 +181,12 @@ class CellGrid:
         stride_px: int,
     ) -> None:
         cells = cells_rc[0]
-        if cells_rc[0] != cells_rc[1] or window_px % (2 * cells):
+        if cells_rc[0] != cells_rc[1]:
             raise ConfigError(
-                f"`window_px`={window_px} does not split into halves of the model's {cells_rc[0]}"
-                f" x {cells_rc[1]} CAM cells of whole pixels; use a multiple of {2 * cells} "
-                "(e.g. 64 for ResNets)"
+                f"the model's {cells_rc[0]} x {cells_rc[1]} CAM cells are not square; geocam "
+                "stitches square windows of square cells"
             )
-        half_cell_px = window_px // (2 * cells)
-        self.lattice_px = math.gcd(stride_px, half_cell_px)
-        if self.lattice_px < MIN_LATTICE_PX:
-            raise ConfigError(
-                f"`stride_px`={stride_px} and the model's {2 * half_cell_px} px CAM cells share "
-                f"a lattice of {self.lattice_px} px; use a stride that is a multiple of "
-                f"{MIN_LATTICE_PX} (e.g. 32)"
-            )
+        self.lattice_px = lattice_px(window_px, cells, stride_px)
         self.samples = window_px // self.lattice_px  # lattice cells per window and axis
         self._upsample = upsample_matrix(self.samples, cells)
         self._weight = np.outer(taper(self.samples), taper(self.samples))
@@ -260,7 +278,7 @@ class CellGrid:
 
         def interpolate(cell_mean: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
             value = along_rows @ cell_mean @ along_cols
-            value /= denom  # in place: a 544 x 544 px block of 10 classes in 2.5 ms, not 5.9
+            value /= denom  # in place: saves a block-sized temporary per class
             if uncovered is not None:
                 value[:, uncovered] = np.nan
             return value.astype(np.float32, copy=False)
