@@ -60,20 +60,25 @@ def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple
     from affine import Affine
 
     from geocam import allocator
-    from geocam.cam import ExactEngine
+    from geocam.cam import ExactEngine, compute_dtype, resolve_precision
     from geocam.config import SceneConfig
     from geocam.dense import DenseEngine
     from geocam.model import load_model
     from geocam.pipeline import _region
-    from geocam.scene import render
+    from geocam.scene import match_bands, open_scene, render, scene_radiometry
     from geocam.tiling import grid_offsets, iter_blocks
 
-    model = load_model(MODEL, dtype=torch.bfloat16)
+    precision = resolve_precision("auto", torch.device("cpu"))  # as the runs pick it
+    model = load_model(MODEL, dtype=compute_dtype(precision))
+    opened = open_scene([scene])
+    bands = match_bands(opened, model.card.bands, None)
+    radiometry = scene_radiometry(
+        opened, bands, level=None, reflectance_scale=None, dn_offset_declared=False,
+        l2a_path_radiance=True, check=True,
+    )  # fmt: skip
     with rasterio.open(scene) as src:
-        names = list(src.descriptions)
-        idx = [names.index(b) + 1 for b in model.card.bands]
-        dn = src.read(idx).astype(np.float32)
-    image = render(dn, np.ones(dn.shape[1:], bool), model.card)
+        dn = src.read([i + 1 for i in bands.indexes]).astype(np.float32)
+    image = render(dn, np.ones(dn.shape[1:], bool), model.card, radiometry, bands.indexes)
     height, width = dn.shape[1:]
     rows, cols = grid_offsets(height, width, window_px, stride_px, "torchgeo")
     pad = 256  # more than any block's overhang and context
