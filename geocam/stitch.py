@@ -8,10 +8,15 @@ sums to a constant where windows overlap by half, and added to per-lattice-cell 
 probability and weight (STYLE C8). The lattice holds the whole scene yet stays small (a 10980 x
 10980 Sentinel-2 tile at 16 px: 688 x 688 cells, about 40 MB for 10 classes).
 
-Per-pixel rasters are rendered from the lattice on demand, for any window of the scene:
-bilinear interpolation between lattice cell centres, where uncovered cells take no part
-(normalised convolution), so values are seamless across blocks and never depend on the block
-size. Raw values are kept; the scene is normalised once, by the per-class maximum over the
+Once the lattice is complete it is smoothed by a binomial ``[1, 4, 6, 4, 1] / 16`` per axis
+(:func:`smooth_cells`, a Gaussian of one lattice cell): a window's CAM cells carry the
+network's position bias (the cell that sees the whole window holds about twice the others'
+evidence), and taper and bias together print the window grid on the map; the smoothing removes
+it and the dips of the maximum over classes between cell centres, and keeps objects of a
+feature cell. Per-pixel rasters are rendered from the smoothed lattice on demand, for any window
+of the scene: bilinear interpolation between lattice cell centres. Uncovered cells take no part
+in either step (normalised convolution), so values are seamless across blocks and never depend
+on the block size. Raw values are kept; the scene is normalised once, by the per-class maximum over the
 lattice (DESIGN.md).
 """
 
@@ -59,6 +64,50 @@ def lattice_px(window_px: int, cells: int, stride_px: int) -> int:
             f"`stride_px`={stride_px} and the model's {2 * half_cell_px} px CAM cells share "
             f"a lattice of {out} px; use a stride that is a multiple of {MIN_LATTICE_PX} (e.g. 32)"
         )
+    return out
+
+
+#: Binomial smoothing of the complete lattice, per axis (taps one lattice cell apart).
+SMOOTHING = (1.0, 4.0, 6.0, 4.0, 1.0)
+
+
+def smooth_cells(
+    values: npt.NDArray[np.float32], present: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float32]:
+    """:data:`SMOOTHING` along both lattice axes, over the cells present only.
+
+    Normalised convolution: cells not present take no part, and a cell near the edge of the
+    covered area keeps the weight of the taps that are there.
+
+    Args:
+        values: ``(classes, rows, cols)`` per-cell means (any value where not present).
+        present: ``(rows, cols)`` cells that hold a value.
+
+    Returns:
+        ``(classes, rows, cols)`` smoothed means, 0 where not present.
+    """
+    num = np.where(present, values, np.float32(0.0)).astype(np.float32)
+    den = present.astype(np.float32)[None]
+    for axis in (1, 2):
+        num, den = _convolve(num, axis), _convolve(den, axis)
+    out = np.where(present, num / np.where(den > 0, den, np.float32(1.0)), np.float32(0.0))
+    return out.astype(np.float32, copy=False)
+
+
+def _convolve(a: npt.NDArray[np.float32], axis: int) -> npt.NDArray[np.float32]:
+    """:data:`SMOOTHING` along ``axis``, zero beyond the ends."""
+    half = len(SMOOTHING) // 2
+    out = np.zeros_like(a)
+    n = a.shape[axis]
+    for tap, weight in enumerate(SMOOTHING):
+        shift = tap - half
+        if abs(shift) >= n:
+            continue
+        dst = [slice(None)] * a.ndim
+        src = [slice(None)] * a.ndim
+        dst[axis] = slice(max(0, -shift), n - max(0, shift))
+        src[axis] = slice(max(0, shift), n - max(0, -shift))
+        out[tuple(dst)] += np.float32(weight) * a[tuple(src)]
     return out
 
 
@@ -198,6 +247,7 @@ class CellGrid:
         self.prob_sum = np.zeros((n_classes, *shape), dtype=np.float32)
         self.weight_sum = np.zeros(shape, dtype=np.float32)
         self.hits = np.zeros(shape, dtype=np.uint16)
+        self._means: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
 
     def _index(self, origin_px: int, axis: int) -> int:
         """Lattice cell of a window's first pixel.
@@ -220,6 +270,7 @@ class CellGrid:
             probs: ``(windows, classes)`` probabilities.
             origins_rc: (row, col) of each window's top-left pixel in the scene grid.
         """
+        self._means = None
         u, w, n = self._upsample, self._weight, self.samples
         weighted = np.einsum("rh,nkhw,cw->nkrc", u, cams, u, optimize=True) * w
         for cam, prob, (r, c) in zip(weighted, probs, origins_rc, strict=True):
@@ -229,15 +280,29 @@ class CellGrid:
             self.weight_sum[i : i + n, j : j + n] += w
             self.hits[i : i + n, j : j + n] += 1
 
+    def means(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Smoothed per-cell means of CAM and probability, ``(classes, rows, cols)`` each.
+
+        Computed when first asked for (the lattice is complete by then) and kept until a window
+        is added; 0 where no window is.
+        """
+        if self._means is None:
+            present = self.hits > 0
+            weight = np.where(present, self.weight_sum, 1.0).astype(np.float32)
+            self._means = (
+                smooth_cells(self.cam_sum / weight, present),
+                smooth_cells(self.prob_sum / weight, present),
+            )
+        return self._means
+
     def scene_max(self) -> npt.NDArray[np.float32]:
         """Per-class maximum of the ReLU'd stitched CAM over the covered cells, ``(classes,)``.
 
         Interpolated pixels are convex combinations of cells, so no pixel exceeds it.
         """
-        covered = self.hits > 0
-        mean = self.cam_sum / np.where(covered, self.weight_sum, 1.0)
+        cam, _ = self.means()
         out: npt.NDArray[np.float32] = np.max(
-            np.where(covered, mean, 0.0), axis=(1, 2), initial=0.0
+            np.where(self.hits > 0, cam, 0.0), axis=(1, 2), initial=0.0
         ).astype(np.float32)
         return out
 
@@ -268,9 +333,6 @@ class CellGrid:
         along_rows, along_cols = rows.matrix(r1 - r0), cols.matrix(c1 - c0).T
         hits = self.hits[r0:r1, c0:c1]
         present = (hits > 0).astype(np.float32)  # covered lattice cells take part
-        to_mean = (present / np.where(hits > 0, self.weight_sum[r0:r1, c0:c1], 1.0)).astype(
-            np.float32
-        )
         present_px = along_rows @ present @ along_cols
         covered = (hits[rows.own][:, cols.own] > 0) & rows.inside[:, None] & cols.inside[None, :]
         denom = np.where(covered, present_px, 1.0)
@@ -283,16 +345,17 @@ class CellGrid:
                 value[:, uncovered] = np.nan
             return value.astype(np.float32, copy=False)
 
-        cam_cells = self.cam_sum[:, r0:r1, c0:c1] * to_mean
-        prob_cells = self.prob_sum[:, r0:r1, c0:c1]
+        cam_mean, prob_mean = self.means()
+        cam_cells = cam_mean[:, r0:r1, c0:c1]
+        prob_cells = prob_mean[:, r0:r1, c0:c1]
         cam = interpolate(cam_cells)
         if prob_floor is None:
-            return Rendered(cam=cam, prob=interpolate(prob_cells * to_mean), covered=covered)
+            return Rendered(cam=cam, prob=interpolate(prob_cells), covered=covered)
         reach = np.where(hits > 0, cam_cells, -np.inf).max(axis=(1, 2), initial=-np.inf)
         needed = np.flatnonzero(reach >= prob_floor)
         prob = np.full_like(cam, np.nan)
         if needed.size:
-            prob[needed] = interpolate(prob_cells[needed] * to_mean)
+            prob[needed] = interpolate(prob_cells[needed])
         return Rendered(cam=cam, prob=prob, covered=covered)
 
 

@@ -6,7 +6,16 @@ import torch
 import torch.nn.functional as F
 
 from geocam.errors import ConfigError
-from geocam.stitch import NO_CLASS, CellGrid, class_map, normalise, taper, upsample_matrix
+from geocam.stitch import (
+    NO_CLASS,
+    SMOOTHING,
+    CellGrid,
+    class_map,
+    normalise,
+    smooth_cells,
+    taper,
+    upsample_matrix,
+)
 from geocam.tiling import grid_offsets
 
 
@@ -53,17 +62,61 @@ def test_constant_cam_stitches_to_constant(
     np.testing.assert_allclose(cells.scene_max(), 1.5, rtol=1e-5)
 
 
-def test_one_window_per_place_renders_like_torch_bilinear() -> None:
-    # Non-overlapping 64 px windows: each 16 px lattice cell holds one window's bilinear sample,
-    # and pixels interpolate between them: like upsampling the lattice with torch.
+def _smoothed_reference(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """The binomial over present cells, by explicit neighbour sums (normalised convolution)."""
+    taps = np.array(SMOOTHING) / sum(SMOOTHING)
+    half = len(taps) // 2
+    out = np.zeros_like(values)
+    rows, cols = present.shape
+    for r, c in zip(*np.nonzero(present), strict=True):
+        num, den = np.zeros(values.shape[0]), 0.0
+        for dr in range(-half, half + 1):
+            for dc in range(-half, half + 1):
+                rr, cc = r + dr, c + dc
+                if 0 <= rr < rows and 0 <= cc < cols and present[rr, cc]:
+                    weight = taps[dr + half] * taps[dc + half]
+                    num += weight * values[:, rr, cc]
+                    den += weight
+        out[:, r, c] = num / den
+    return out
+
+
+def test_one_window_per_place_renders_like_torch_bilinear_of_the_smoothed_lattice() -> None:
+    # Non-overlapping 64 px windows: each 16 px lattice cell holds one window's bilinear sample;
+    # the lattice is smoothed, and pixels interpolate between its cells like torch's bilinear.
     rng = np.random.default_rng(0)
     cells, origins = _grid((128, 192), 64, 64)
     cams = rng.normal(size=(len(origins), 3, 2, 2)).astype(np.float32)
     cells.add(cams, np.full((len(origins), 3), 1 / 3, np.float32), origins)
     lattice = cells.cam_sum[:, :8, :12] / cells.weight_sum[:8, :12]  # 128 x 192 px / 16 px
+    smoothed = _smoothed_reference(lattice, np.ones((8, 12), bool)).astype(np.float32)
     px = cells.render((0, 0), (128, 192))
-    ref = F.interpolate(torch.from_numpy(lattice[None]), scale_factor=16, mode="bilinear")
+    ref = F.interpolate(torch.from_numpy(smoothed[None]), scale_factor=16, mode="bilinear")
     np.testing.assert_allclose(px.cam, ref[0, :, :128, :192].numpy(), atol=1e-5)
+
+
+def test_position_bias_of_the_window_leaves_no_grid() -> None:
+    # Every window's last cell holds three times its others' CAM (the network's position bias):
+    # taper and bias alternate from one lattice cell to the next; the smoothing flattens that.
+    cells, origins = _grid((320, 320), 64, 32)
+    cams = np.ones((len(origins), 3, 2, 2), np.float32)
+    cams[:, :, 1, 1] = 3.0
+    cells.add(cams, np.full((len(origins), 3), 1 / 3, np.float32), origins)
+    inner = cells.render((0, 0), (320, 320)).cam[:, 96:224, 96:224]  # beyond the edges' reach
+    np.testing.assert_allclose(inner, inner.mean(), rtol=1e-5)
+    lattice = cells.cam_sum / np.maximum(cells.weight_sum, 1e-9)
+    assert np.ptp(lattice[0, 6:14, 6:14]) > 0.3  # the unsmoothed lattice alternates
+
+
+def test_smooth_cells_is_a_normalised_binomial() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(2, 6, 9)).astype(np.float32)
+    present = rng.random((6, 9)) > 0.3
+    out = smooth_cells(values, present)
+    np.testing.assert_allclose(out, _smoothed_reference(values, present), rtol=1e-5, atol=1e-6)
+    assert (out[:, ~present] == 0).all()
+    constant = smooth_cells(np.full((1, 6, 9), 2.5, np.float32), present)
+    np.testing.assert_allclose(constant[:, present], 2.5, rtol=1e-6)
 
 
 def test_render_does_not_depend_on_the_block() -> None:
