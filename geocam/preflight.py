@@ -94,8 +94,9 @@ def estimate(
     span_r = (max(row_offsets) - min(row_offsets) + window_px) if row_offsets else 0
     span_c = (max(col_offsets) - min(col_offsets) + window_px) if col_offsets else 0
     lattice_rc = (-(-span_r // lattice_px) + 1, -(-span_c // lattice_px) + 1)
-    # CellGrid: cam and probability sums (float32 per class), weights (float32), hits (uint16).
-    lattice_bytes = lattice_rc[0] * lattice_rc[1] * (8 * n_classes + 6)
+    # CellGrid: cam and probability sums and their smoothed means (float32 per class), weights
+    # (float32), hits (uint16).
+    lattice_bytes = lattice_rc[0] * lattice_rc[1] * (16 * n_classes + 6)
     edge = config.block_px + 2 * config.sieve_px
     in_flight = (config.threads or os.cpu_count() or 1) + 1
     # Rendered CAM and probabilities plus the interpolation's temporaries, per block.
