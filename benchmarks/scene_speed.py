@@ -61,10 +61,10 @@ def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple
 
     from geocam import allocator
     from geocam.cam import ExactEngine
+    from geocam.cam.dense import DenseEngine
     from geocam.config import SceneConfig
-    from geocam.dense import DenseEngine
     from geocam.model import load_model
-    from geocam.pipeline import _region
+    from geocam.pipeline.model_pass import _region
     from geocam.scene import render
     from geocam.tiling import grid_offsets, iter_blocks
 

@@ -22,7 +22,6 @@ import psutil
 
 from .config import SceneConfig
 from .errors import DiskSpaceWarning, LimitError
-from .model import ModelCard
 from .outputs import free_mib
 from .stitch import MIN_LATTICE_PX
 
@@ -179,31 +178,3 @@ def check(
             DiskSpaceWarning,
             stacklevel=2,
         )
-
-
-def check_scene(
-    paths: Sequence[Path], card: ModelCard, config: SceneConfig, out_dir: Path, name: str
-) -> Estimate:
-    """Open a scene, match its bands, lay out its windows and check the estimate (no pixels read).
-
-    Args:
-        paths: the scene's files.
-        card: the model's card.
-        config: the run's settings.
-        out_dir: the scene's output folder.
-        name: the scene's name.
-
-    Raises:
-        GeocamError: the scene cannot run (as :func:`geocam.pipeline.run_scene` would say).
-    """
-    from .scene import match_bands, open_scene
-    from .tiling import grid_offsets
-
-    scene = open_scene(paths, name=name, nodata=config.nodata, dn_offset=config.dn_offset)
-    match_bands(scene, card.bands, config.bands)
-    window_px, stride_px = config.resolved_window(card.window_px)
-    rows, cols = grid_offsets(scene.height, scene.width, window_px, stride_px, config.grid)
-    est = estimate(scene.shape_rc, len(card.classes), window_px, stride_px, rows, cols, config,
-                   out_dir, card.input_scale)  # fmt: skip
-    check(est, config, scene.name, stride_px, len(card.classes), warn=False)
-    return est

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from geocam.cam import ExactEngine
-from geocam.dense import DenseEngine
+from geocam.cam.dense import DenseEngine
 from geocam.errors import ConfigError
 
 

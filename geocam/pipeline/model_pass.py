@@ -1,0 +1,209 @@
+"""Pass 1: score every window block by block and sum its CAM into the scene's lattice.
+
+For each output block, the pixels its windows need (block plus halo, windowed) are read and
+rendered in a background thread while the engine scores the previous block; each window's raw
+CAM and probabilities go into the scene's stitching lattice (:class:`~geocam.stitch.CellGrid`,
+half a feature cell per lattice cell), and the block's validity mask into a work GeoTIFF.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from rasterio.windows import Window
+
+from ..errors import ModelFormatError, SceneError
+from ..model import GeocamModel, ModelCard
+from ..preview import TRUE_COLOUR, PreviewGrid
+from ..radiometry import Radiometry
+from ..raster import (
+    TiledWriter,
+)
+from ..scene import SceneReader, render
+from ..stitch import CellGrid
+from ..tiling import Block, Tile
+from .executor import ahead, start_worker
+from .job import Job, Progress
+
+log = logging.getLogger(__name__)
+
+
+def _region(block: Block, tiles: Sequence[Tile], window_px: int, context_px: int = 0) -> Window:
+    """The pixels a block needs: the block, its windows, and ``context_px`` around the windows."""
+    r0, c0 = int(block.window.row_off), int(block.window.col_off)
+    r1, c1 = r0 + int(block.window.height), c0 + int(block.window.width)
+    if tiles:
+        r0 = min(r0, min(t.row_off for t in tiles) - context_px)
+        c0 = min(c0, min(t.col_off for t in tiles) - context_px)
+        r1 = max(r1, max(t.row_off for t in tiles) + window_px + context_px)
+        c1 = max(c1, max(t.col_off for t in tiles) + window_px + context_px)
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A block's pixels, read and rendered ahead of the model."""
+
+    block: Block
+    region: Window
+    valid: npt.NDArray[np.bool_]
+    todo: list[Tile]
+    image: npt.NDArray[np.float32] | None
+
+
+def prepare_block(
+    block: Block,
+    reader: SceneReader,
+    card: ModelCard,
+    radiometry: Radiometry,
+    window_px: int,
+    context_px: int,
+    min_valid: float,
+    on_read: Callable[[Block, Window, npt.NDArray[np.float32], npt.NDArray[np.bool_]], None]
+    | None = None,
+) -> Prepared:
+    """Read a block's region, keep the windows with enough valid pixels, render them if any.
+
+    ``on_read`` (if given) sees the region's pixels first.
+    """
+    region = _region(block, block.tiles, window_px, context_px)
+    rr, rc = int(region.row_off), int(region.col_off)
+    dn, valid = reader.read(region)
+    if on_read is not None:
+        on_read(block, region, dn, valid)
+    todo = [
+        tile
+        for tile in block.tiles
+        if valid[
+            tile.row_off - rr : tile.row_off - rr + window_px,
+            tile.col_off - rc : tile.col_off - rc + window_px,
+        ].mean()
+        >= min_valid
+    ]
+    image = render(dn, valid, card, radiometry, reader.band_indexes) if todo else None
+    return Prepared(block, region, valid, todo, image)
+
+
+@dataclass(slots=True)
+class Scored:
+    """What the model pass leaves: the lattice sums and window counts."""
+
+    cells: CellGrid
+    scored: int
+    skipped: int
+
+
+def model_pass(job: Job, preview: PreviewGrid) -> Generator[Progress, None, Scored]:
+    """Pass 1: score every window, sum its CAM on the scene's lattice, keep the validity mask."""
+    scene, card, config, engine, timer = (
+        job.scene,
+        job.model.card,
+        job.config,
+        job.engine,
+        job.timer,
+    )
+    total_windows = len(job.row_offsets) * len(job.col_offsets)
+    cells: CellGrid | None = None
+    scored = skipped = done = 0
+    job.hooks.model_pass()
+    yield Progress(scene.name, "windows", 0, total_windows)  # a stage starts with done=0
+    t = time.perf_counter()
+    with (
+        SceneReader(scene, job.bands.indexes) as reader,
+        TiledWriter(
+            job.work("valid"), 1, "uint8", nodata=None, profile="work-halo-tiff", **job.grid
+        ) as valid_out,
+        ExitStack() as stack,  # last in, first out: I/O threads stop before files close
+    ):
+        context_px = engine.context_px
+        min_valid = max(config.min_valid_fraction, 1e-9)
+
+        def keep_rgb(
+            block: Block, region: Window, dn: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]
+        ) -> None:
+            """Keep the preview's true colour from the model's own reads."""
+            r, c = int(block.window.row_off), int(block.window.col_off)
+            part = (
+                slice(r - int(region.row_off), r - int(region.row_off) + int(block.window.height)),
+                slice(c - int(region.col_off), c - int(region.col_off) + int(block.window.width)),
+            )
+            preview.add_rgb((r, c), dn[(rgb_bands, *part)], valid[part])
+
+        rgb_bands = [card.bands.index(b) for b in TRUE_COLOUR if b in card.bands]
+        on_read = keep_rgb if config.preview and len(rgb_bands) == len(TRUE_COLOUR) else None
+
+        def prepare(block: Block) -> Prepared:
+            return prepare_block(
+                block, reader, card, job.radiometry, job.window_px, context_px, min_valid, on_read
+            )
+
+        # Read and render the next block while the model scores this one (one block in flight:
+        # memory stays bounded by the block). One thread: rasterio datasets must not be used
+        # from two threads at once.
+        reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-read")
+        stack.callback(reads.shutdown, cancel_futures=True)
+        start_worker(reads)
+        for prepared in ahead(job.blocks(), prepare, reads):
+            block, region, valid = prepared.block, prepared.region, prepared.valid
+            t = timer.add("read", t)
+            rr, rc = int(region.row_off), int(region.col_off)
+            skipped += len(block.tiles) - len(prepared.todo)
+            done += len(block.tiles) - len(prepared.todo)
+            if prepared.todo:
+                assert prepared.image is not None
+                origins = [(tile.row_off - rr, tile.col_off - rc) for tile in prepared.todo]
+                k = 0
+                for scores in engine.score(prepared.image, origins, job.window_px):
+                    t = timer.add("model", t)
+                    _check_finite(scores.cams, scores.probs, job.model, scene.name)
+                    if cells is None:
+                        cells_rc = (scores.cams.shape[-2], scores.cams.shape[-1])
+                        cells = CellGrid(len(card.classes), job.row_offsets, job.col_offsets,
+                                         job.window_px, cells_rc, job.stride_px)  # fmt: skip
+                    batch = prepared.todo[k : k + len(scores.probs)]
+                    cells.add(scores.cams, scores.probs, [(s.row_off, s.col_off) for s in batch])
+                    k += len(batch)
+                    scored += len(batch)
+                    done += len(batch)
+                    t = timer.add("stitch", t)
+                    yield Progress(scene.name, "windows", done, total_windows)
+                    t = time.perf_counter()
+            else:
+                yield Progress(scene.name, "windows", done, total_windows)
+            b_r0, b_c0 = int(block.window.row_off), int(block.window.col_off)
+            b_rows, b_cols = int(block.window.height), int(block.window.width)
+            block_valid = valid[b_r0 - rr : b_r0 - rr + b_rows, b_c0 - rc : b_c0 - rc + b_cols]
+            valid_out.write(block.window, block_valid[None].astype(np.uint8))
+            t = timer.add("write", t)
+            del prepared, valid
+    if cells is None or scored == 0:
+        raise SceneError(
+            f"scene {scene.name!r} has no window with >= {config.min_valid_fraction:.0%} valid "
+            f"pixels (nodata={scene.nodata}, {scene.nodata_source}); it is all nodata - check "
+            "the file or pass --nodata / --min-valid"
+        )
+    return Scored(cells, scored, skipped)
+
+
+def _check_finite(
+    cams: npt.NDArray[np.float32],
+    probs: npt.NDArray[np.float32],
+    model: GeocamModel,
+    scene: str,
+) -> None:
+    """Refuse NaN or infinite model outputs (broken weights, an overflow in low precision)."""
+    if np.isfinite(cams).all() and np.isfinite(probs).all():
+        return
+    bad = int((~np.isfinite(cams).reshape(len(cams), -1).all(axis=1)).sum())
+    raise ModelFormatError(
+        f"`model` (sha256 {model.sha256[:12]}) gives NaN or infinite CAMs for {bad} of "
+        f"{len(cams)} windows of scene {scene!r}; its weights are broken or overflow: try "
+        "--precision fp32, or export the model again"
+    )
