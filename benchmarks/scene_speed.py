@@ -65,7 +65,7 @@ def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple
     from geocam.config import SceneConfig
     from geocam.model import load_model
     from geocam.pipeline.model_pass import _region
-    from geocam.scene import render
+    from geocam.render import render
     from geocam.tiling import grid_offsets, iter_blocks
 
     model = load_model(MODEL, dtype=torch.bfloat16)

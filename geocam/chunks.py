@@ -29,11 +29,12 @@ from .batch import SceneJob
 from .cam import Engine, WindowScores, make_engine
 from .config import Precision, SceneConfig
 from .errors import ConfigError
+from .io.reader import SceneReader
+from .io.scene import open_scene
 from .model import GeocamModel
 from .pipeline.model_pass import prepare_block
 from .pipeline.plan import plan_grid
 from .runtime import resolve_precision, torch_device, torch_threads
-from .scene import SceneReader, open_scene
 from .tiling import iter_blocks
 
 BlockIndex = tuple[int, int]

@@ -16,10 +16,13 @@ import numpy.typing as npt
 from affine import Affine
 
 from .export import write_image_georeference, write_preview
+from .io.bands import BandMatch
+from .io.reader import SceneReader
+from .io.scene import Scene
 from .model import GeocamModel
 from .radiometry import Radiometry
 from .raster import class_colours, subsample_windows
-from .scene import BandMatch, Scene, SceneReader, true_colour
+from .render import true_colour
 from .stitch import NO_CLASS
 
 #: Sentinel-2 bands of a true-colour image, red to blue.

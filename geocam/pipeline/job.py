@@ -12,12 +12,13 @@ from typing import Any
 from .. import preflight
 from ..cam import Engine
 from ..config import SceneConfig
+from ..io.bands import BandMatch
+from ..io.scene import Scene
 from ..model import GeocamModel
 from ..project import SceneLayers
 from ..provenance import Provenance
 from ..radiometry import GroundScale, Radiometry
 from ..runtime import StageHooks
-from ..scene import BandMatch, Scene
 from ..tiling import Block, iter_blocks
 
 log = logging.getLogger(__name__)

@@ -20,13 +20,14 @@ import numpy.typing as npt
 from rasterio.windows import Window
 
 from ..errors import ModelFormatError, SceneError
+from ..io.reader import SceneReader
 from ..model import GeocamModel, ModelCard
 from ..preview import TRUE_COLOUR, PreviewGrid
 from ..radiometry import Radiometry
 from ..raster import (
     TiledWriter,
 )
-from ..scene import SceneReader, render
+from ..render import render
 from ..stitch import CellGrid
 from ..tiling import Block, Tile
 from .executor import ahead, start_worker

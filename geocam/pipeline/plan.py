@@ -18,11 +18,13 @@ from .. import preflight
 from ..cam import check_grid
 from ..config import SceneConfig
 from ..errors import ConfigError
+from ..io.bands import BandMatch, match_bands
+from ..io.reader import scene_radiometry
+from ..io.scene import Scene, open_scene
 from ..model import GeocamModel, ModelCard, load_model
 from ..outputs import check_inputs_outside, scene_folders
 from ..radiometry import GroundScale, Radiometry, ground_sample_m, plan_ground_scale
 from ..runtime import compute_dtype, resolve_precision, torch_device
-from ..scene import BandMatch, Scene, match_bands, open_scene, scene_radiometry
 from ..tiling import grid_offsets
 from .job import OUTPUT_NAMES
 
@@ -198,6 +200,6 @@ def plan_scenes(
 
 def iter_scene_inputs(paths: Sequence[Path]) -> Iterator[tuple[str, tuple[Path, ...]]]:
     """Scenes named by command-line inputs (see :func:`geocam.scene.group_inputs`)."""
-    from ..scene import group_inputs
+    from ..io.sentinel2 import group_inputs
 
     yield from group_inputs(paths)
