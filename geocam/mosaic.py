@@ -31,10 +31,10 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-from .export import _ogr_config, write_gpkg, write_text
+from .colours import class_colours
+from .io.vectors import ogr_config, write_gpkg, write_text
 from .pipeline import OUTPUT_NAMES, SceneOutputs
 from .project import SceneLayers
-from .raster import class_colours
 from .stitch import NO_CLASS
 from .styles import salient_qml
 
@@ -205,7 +205,7 @@ def write_batch_polygons(out_dir: Path, runs: Sequence[SceneOutputs]) -> Path | 
         path = run.out_dir / OUTPUT_NAMES["gpkg"]
         # GDAL writes the GeoPackage's metadata to a .aux.xml sidecar when it closes a file it
         # read, unless PAM is off: the scene's folder stays as its run left it.
-        with _ogr_config(GDAL_PAM_ENABLED="NO"):
+        with ogr_config(GDAL_PAM_ENABLED="NO"):
             frame = pyogrio.read_dataframe(path, layer="salient", fid_as_index=True)
             meta = pyogrio.read_info(path, layer="salient").get("layer_metadata") or {}
         frame.insert(0, "scene", layers.name)

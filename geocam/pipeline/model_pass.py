@@ -20,13 +20,11 @@ import numpy.typing as npt
 from rasterio.windows import Window
 
 from ..errors import ModelFormatError, SceneError
+from ..io.raster import TiledWriter
 from ..io.reader import SceneReader
 from ..model import GeocamModel, ModelCard
 from ..preview import TRUE_COLOUR, PreviewGrid
 from ..radiometry import Radiometry
-from ..raster import (
-    TiledWriter,
-)
 from ..render import render
 from ..stitch import CellGrid
 from ..tiling import Block, Tile

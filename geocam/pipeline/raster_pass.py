@@ -24,7 +24,10 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 from threadpoolctl import threadpool_limits
 
+from ..colours import class_colours
 from ..config import SceneConfig
+from ..io.pyramid import PyramidWriter
+from ..io.raster import TiledWriter, read_window
 from ..polygonize import (
     Piece,
     block_pieces,
@@ -33,12 +36,6 @@ from ..polygonize import (
     sieve_mask,
 )
 from ..preview import PreviewGrid
-from ..raster import (
-    PyramidWriter,
-    TiledWriter,
-    class_colours,
-    read_window,
-)
 from ..stitch import NO_CLASS, CellGrid, class_map, normalise
 from ..tiling import Block
 from .executor import ahead, start_worker

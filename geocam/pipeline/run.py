@@ -21,7 +21,7 @@ import rasterio
 
 from ..cam import Engine, make_engine
 from ..config import SceneConfig
-from ..export import write_json
+from ..io.vectors import write_json
 from ..model import GeocamModel
 from ..outputs import OutputSet, io_errors, manifest
 from ..preview import PreviewGrid

@@ -15,18 +15,15 @@ import numpy as np
 import rasterio
 from rasterio.transform import array_bounds
 
-from ..export import polygons_frame, write_geojson, write_gpkg, write_text
+from ..colours import class_colours
+from ..io.raster import write_category_names, write_cog
+from ..io.vectors import polygons_frame, write_geojson, write_gpkg, write_text
 from ..polygonize import (
     SalientPolygon,
     merge_pieces,
 )
 from ..preview import PreviewGrid, write_scene_preview
 from ..project import SceneLayers, project_xml
-from ..raster import (
-    class_colours,
-    write_category_names,
-    write_cog,
-)
 from ..styles import cam_qml, classes_qml, salient_qml
 from .job import OUTPUT_NAMES, Job, SceneOutputs
 from .raster_pass import Rasters

@@ -24,7 +24,7 @@ import pyogrio
 from affine import Affine
 from rasterio.crs import CRS
 
-from .polygonize import SalientPolygon
+from ..polygonize import SalientPolygon
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +34,6 @@ PREVIEW_CHUNK_ROWS = 128
 #: GeoPackage version: 1.2 is what GDAL up to 3.6 (QGIS 3.22 LTR) writes and reads without a
 #: warning; GDAL 3.7+ writes 1.4 by default.
 GPKG_VERSION = "1.2"
-
-COLUMNS = (
-    "fid",
-    "class",
-    "class_id",
-    "mean_activation",
-    "max_activation",
-    "mean_probability",
-    "area_m2",
-    "pixels",
-)
 
 
 def polygons_frame(polygons: Sequence[SalientPolygon], crs: CRS) -> gpd.GeoDataFrame:
@@ -85,7 +74,7 @@ def polygons_frame(polygons: Sequence[SalientPolygon], crs: CRS) -> gpd.GeoDataF
 
 
 @contextmanager
-def _ogr_config(**options: str) -> Iterator[None]:
+def ogr_config(**options: str) -> Iterator[None]:
     """Set pyogrio's GDAL configuration options for a block; restore the previous values."""
     previous = {k: pyogrio.get_gdal_config_option(k) for k in options}
     pyogrio.set_gdal_config_options(options)
@@ -119,7 +108,7 @@ def write_gpkg(
     """
     items = dict(metadata or {})
     options = {"OGR_CURRENT_DATE": date} if date else {}
-    with _ogr_config(**options):
+    with ogr_config(**options):
         pyogrio.write_dataframe(
             frame, path, layer=layer, driver="GPKG", geometry_type="Polygon",
             dataset_options={"VERSION": GPKG_VERSION}, dataset_metadata=items or None,
