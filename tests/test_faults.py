@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from faults import ARGS, CONFIG, DRIVER, cli, complete_set, digests, drive, old_set, one_error
+from helpers import ARGS, CONFIG, DRIVER, cli, complete_set, digests, drive, old_set, one_error
 
 from geocam import pipeline, run_scene
 from geocam.errors import ResourceError
