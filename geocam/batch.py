@@ -84,8 +84,10 @@ def scene_jobs(
         folders: each scene's output folder (:func:`geocam.pipeline.plan_scenes`: one scene in
             ``--out``, several in unique ``--out/NAME`` folders).
     """
-    return [SceneJob(f.name if len(scenes) > 1 else n, tuple(p), f)
-            for (n, p), f in zip(scenes, folders, strict=True)]  # fmt: skip
+    return [
+        SceneJob(f.name if len(scenes) > 1 else n, tuple(p), f)
+        for (n, p), f in zip(scenes, folders, strict=True)
+    ]
 
 
 def input_identity(paths: Iterable[Path]) -> list[dict[str, Any]]:
@@ -159,8 +161,9 @@ def run_scene_job(
                 on_event(event)
     finally:
         gen.close()
-    return SceneRecord(job, outputs, output_files(outputs), os.getpid(), peak_rss_mib(),
-                       model_loads)  # fmt: skip
+    return SceneRecord(
+        job, outputs, output_files(outputs), os.getpid(), peak_rss_mib(), model_loads
+    )
 
 
 def _layers_from(data: Mapping[str, Any]) -> SceneLayers:

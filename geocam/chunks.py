@@ -86,10 +86,14 @@ def chunk_blocks(shape_rc: tuple[int, int], block_px: int, chunk_px: int) -> lis
     per = chunk_px // block_px
     n_rows, n_cols = math.ceil(shape_rc[0] / block_px), math.ceil(shape_rc[1] / block_px)
     return [
-        [(bi, bj) for bi in range(ci, min(ci + per, n_rows)) for bj in range(cj, min(cj + per, n_cols))]
+        [
+            (bi, bj)
+            for bi in range(ci, min(ci + per, n_rows))
+            for bj in range(cj, min(cj + per, n_cols))
+        ]
         for ci in range(0, n_rows, per)
         for cj in range(0, n_cols, per)
-    ]  # fmt: skip
+    ]
 
 
 def scene_shape(job: SceneJob, config: SceneConfig) -> tuple[int, int]:
@@ -127,8 +131,15 @@ def score_chunk(
         rasterio.Env(**dict(config.gdal_env)),
         SceneReader(scene, plan.bands.indexes) as reader,
     ):
-        for block in iter_blocks(scene.height, scene.width, config.block_px, plan.row_offsets,
-                                 plan.col_offsets, window_px, scene.transform):  # fmt: skip
+        for block in iter_blocks(
+            scene.height,
+            scene.width,
+            config.block_px,
+            plan.row_offsets,
+            plan.col_offsets,
+            window_px,
+            scene.transform,
+        ):
             if block.index_rc not in wanted:
                 continue
             prepared = prepare_block(

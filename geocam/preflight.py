@@ -146,9 +146,14 @@ def check(
     log.info(
         "preflight %s: %d windows, lattice %d x %d cells (%.0f MiB), blocks %.0f MiB, disk up "
         "to %.0f MiB (%s MiB free)",
-        scene, est.windows, *est.lattice_rc, est.lattice_mib, est.blocks_mib, est.disk_mib,
+        scene,
+        est.windows,
+        *est.lattice_rc,
+        est.lattice_mib,
+        est.blocks_mib,
+        est.disk_mib,
         "?" if est.disk_free_mib is None else f"{est.disk_free_mib:.0f}",
-    )  # fmt: skip
+    )
     if config.max_windows and est.windows > config.max_windows:
         raise LimitError(
             f"scene {scene!r} needs {est.windows:,} windows ({est.grid_rc[0]:,} x "

@@ -100,9 +100,13 @@ class PyramidWriter:
         self.factors = factors if all(block_px % f == 0 for f in factors) else []
         grid = {"count": count, "dtype": "float32", "crs": crs, "nodata": float("nan")}
         self.base = TiledWriter(
-            path, transform=transform, shape_rc=shape_rc, descriptions=descriptions, tags=tags,
+            path,
+            transform=transform,
+            shape_rc=shape_rc,
+            descriptions=descriptions,
+            tags=tags,
             **grid,
-        )  # fmt: skip
+        )
         self.levels = [
             TiledWriter(
                 self.path.with_name(f"{self.path.stem}.ovr{f}.tif"),

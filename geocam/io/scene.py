@@ -158,8 +158,12 @@ def _band_name(text: str | None) -> str | None:
     return normalise_band_name(match.group(0)) if match else None
 
 
-def open_scene(paths: Sequence[Path], name: str | None = None, nodata: float | None = None,
-               dn_offset: float | None = None) -> Scene:  # fmt: skip
+def open_scene(
+    paths: Sequence[Path],
+    name: str | None = None,
+    nodata: float | None = None,
+    dn_offset: float | None = None,
+) -> Scene:
     """Open and validate a scene (no pixels are read).
 
     Args:

@@ -110,11 +110,16 @@ def write_gpkg(
     options = {"OGR_CURRENT_DATE": date} if date else {}
     with ogr_config(**options):
         pyogrio.write_dataframe(
-            frame, path, layer=layer, driver="GPKG", geometry_type="Polygon",
-            dataset_options={"VERSION": GPKG_VERSION}, dataset_metadata=items or None,
+            frame,
+            path,
+            layer=layer,
+            driver="GPKG",
+            geometry_type="Polygon",
+            dataset_options={"VERSION": GPKG_VERSION},
+            dataset_metadata=items or None,
             layer_options={"DESCRIPTION": description, "FID": "fid"},
             layer_metadata=items or None,
-        )  # fmt: skip
+        )
         if style_qml is not None:
             geometry_column = pyogrio.read_info(path, layer=layer)["geometry_name"] or "geom"
             styles = pd.DataFrame(
@@ -134,9 +139,13 @@ def write_gpkg(
                 }
             )
             pyogrio.write_dataframe(
-                styles, path, layer="layer_styles", driver="GPKG", append=True,
+                styles,
+                path,
+                layer="layer_styles",
+                driver="GPKG",
+                append=True,
                 layer_options={"DATETIME_PRECISION": "MILLISECOND"},
-            )  # fmt: skip
+            )
 
 
 def write_geojson(frame: gpd.GeoDataFrame, path: Path) -> None:

@@ -164,8 +164,14 @@ def model_pass(job: Job, preview: PreviewGrid) -> Generator[Progress, None, Scor
                     _check_finite(scores.cams, scores.probs, job.model, scene.name)
                     if cells is None:
                         cells_rc = (scores.cams.shape[-2], scores.cams.shape[-1])
-                        cells = CellGrid(len(card.classes), job.row_offsets, job.col_offsets,
-                                         job.window_px, cells_rc, job.stride_px)  # fmt: skip
+                        cells = CellGrid(
+                            len(card.classes),
+                            job.row_offsets,
+                            job.col_offsets,
+                            job.window_px,
+                            cells_rc,
+                            job.stride_px,
+                        )
                     batch = prepared.todo[k : k + len(scores.probs)]
                     cells.add(scores.cams, scores.probs, [(s.row_off, s.col_off) for s in batch])
                     k += len(batch)

@@ -117,8 +117,14 @@ def plan_grid(
     rows, cols = grid_offsets(scene.height, scene.width, window_px, stride_px, config.grid)
     log.info(
         "scene %s: %d x %d windows of %d px at stride %d px (%s mode, %s grid)",
-        scene.name, len(rows), len(cols), window_px, stride_px, config.mode, config.grid,
-    )  # fmt: skip
+        scene.name,
+        len(rows),
+        len(cols),
+        window_px,
+        stride_px,
+        config.mode,
+        config.grid,
+    )
     return GridPlan(scene, bands, decided, ground, window_px, stride_px, rows, cols)
 
 
@@ -150,9 +156,16 @@ def plan_run(
     scene = grid.scene
     check_inputs_outside(paths, [out_dir], OUTPUT_NAMES.values())
     estimate = preflight.estimate(
-        scene.shape_rc, len(card.classes), grid.window_px, grid.stride_px, grid.row_offsets,
-        grid.col_offsets, config, out_dir, grid.ground.input_scale,
-    )  # fmt: skip
+        scene.shape_rc,
+        len(card.classes),
+        grid.window_px,
+        grid.stride_px,
+        grid.row_offsets,
+        grid.col_offsets,
+        config,
+        out_dir,
+        grid.ground.input_scale,
+    )
     preflight.check(estimate, config, scene.name, grid.stride_px, len(card.classes), warn=warn)
     return grid, estimate
 
@@ -189,8 +202,10 @@ def plan_scenes(
             if folder.name != name:
                 log.warning(
                     "scene %s (%s) shares its name with another scene: its outputs go to %s",
-                    name, ", ".join(map(str, paths)), folder,
-                )  # fmt: skip
+                    name,
+                    ", ".join(map(str, paths)),
+                    folder,
+                )
     inputs = [p for _, paths in scenes for p in paths]
     check_inputs_outside(inputs, folders, OUTPUT_NAMES.values())
     for (name, paths), folder in zip(scenes, folders, strict=True):

@@ -154,16 +154,26 @@ def raster_pass(
     class_rows = np.zeros((scene.height, n_classes + 1), dtype=np.int64)
     with (
         PyramidWriter(
-            job.work("heat"), n_classes, block_px=config.block_px, descriptions=names,
-            tags=heat_tags, overviews=config.overviews, **job.grid,
+            job.work("heat"),
+            n_classes,
+            block_px=config.block_px,
+            descriptions=names,
+            tags=heat_tags,
+            overviews=config.overviews,
+            **job.grid,
         ) as heat_out,
         TiledWriter(
-            job.work("cls"), 1, "uint8", nodata=NO_CLASS, colormap=colormap, tags=cls_tags,
+            job.work("cls"),
+            1,
+            "uint8",
+            nodata=NO_CLASS,
+            colormap=colormap,
+            tags=cls_tags,
             **job.grid,
         ) as cls_out,
         rasterio.open(job.work("valid")) as valid_in,
         ExitStack() as stack,
-    ):  # fmt: skip
+    ):
         for i in range(n_classes):
             heat_out.update_band_tags(
                 i + 1, CLASS=names[i], CAM_SCENE_MAX=f"{float(scene_max[i]):.6g}"
@@ -222,8 +232,9 @@ def raster_pass(
                 _write_block, window, done_block.heat, done_block.cls, heat_out, cls_out
             )
             if config.preview:
-                preview.add((int(window.row_off), int(window.col_off)), done_block.cls,
-                            done_block.heat)  # fmt: skip
+                preview.add(
+                    (int(window.row_off), int(window.col_off)), done_block.cls, done_block.heat
+                )
             for c in range(n_classes):
                 pieces[c].extend(done_block.pieces[c])
             for key, seconds in done_block.seconds.items():

@@ -43,8 +43,18 @@ def peak_rss_mib() -> float | None:
 def versions() -> dict[str, str]:
     """Versions of Python, GDAL and the packages that shape the outputs."""
     out = {"python": platform.python_version(), "gdal": rasterio.__gdal_version__}
-    for pkg in ("geocam", "torch", "timm", "torchgeo", "rasterio", "numpy", "shapely", "pyproj",
-                "geopandas", "pyogrio"):  # fmt: skip
+    for pkg in (
+        "geocam",
+        "torch",
+        "timm",
+        "torchgeo",
+        "rasterio",
+        "numpy",
+        "shapely",
+        "pyproj",
+        "geopandas",
+        "pyogrio",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

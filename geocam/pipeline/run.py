@@ -122,10 +122,24 @@ def iter_run_scene(
             timer = Timer(t_start)
             timer.add("setup", t_start)  # model load, scene open, engine
             job = Job(
-                opened, loaded, plan.bands, engine, config, plan.window_px, plan.stride_px,
-                plan.row_offsets, plan.col_offsets, outputs.staging, timer, provenance,
-                radiometry, plan.ground, out_dir, estimate, hooks,
-            )  # fmt: skip
+                opened,
+                loaded,
+                plan.bands,
+                engine,
+                config,
+                plan.window_px,
+                plan.stride_px,
+                plan.row_offsets,
+                plan.col_offsets,
+                outputs.staging,
+                timer,
+                provenance,
+                radiometry,
+                plan.ground,
+                out_dir,
+                estimate,
+                hooks,
+            )
             result, layers = yield from _run(job)
         installed = outputs.commit()
     log.info("scene %s: outputs committed to %s", opened.name, out_dir)

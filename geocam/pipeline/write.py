@@ -64,9 +64,14 @@ def write_outputs(
     t = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-cog") as cog_thread:
         cogs = cog_thread.submit(
-            _write_cogs, rasters.heat_vrt, job.work("cls"), tmp, names, config.overviews,
+            _write_cogs,
+            rasters.heat_vrt,
+            job.work("cls"),
+            tmp,
+            names,
+            config.overviews,
             config.gdal_env,
-        )  # fmt: skip
+        )
         tolerance = config.simplify_px * min(scene.res_xy)
         polygons: list[SalientPolygon] = []
         for c, class_pieces in enumerate(rasters.pieces):
@@ -77,10 +82,13 @@ def write_outputs(
         frame = polygons_frame(polygons, scene.crs)
         polygon_style = salient_qml(names, colours)
         write_gpkg(
-            frame, tmp / OUTPUT_NAMES["gpkg"], metadata=provenance.items(),
+            frame,
+            tmp / OUTPUT_NAMES["gpkg"],
+            metadata=provenance.items(),
             description=f"geocam salient polygons of {scene.name} ({provenance.summary()})",
-            style_qml=polygon_style, date=provenance.gpkg_date,
-        )  # fmt: skip
+            style_qml=polygon_style,
+            date=provenance.gpkg_date,
+        )
         write_geojson(frame, tmp / OUTPUT_NAMES["geojson"])
         del frame
         job.hooks.release()
@@ -97,9 +105,11 @@ def write_outputs(
         write_text(tmp / OUTPUT_NAMES["cam_style"], cam_qml(layers.heat_band))
         write_text(tmp / OUTPUT_NAMES["salient_style"], polygon_style)
         project = project_xml(
-            [layers], title=f"geocam: {scene.name}",
-            created=provenance.iso_date.rstrip("Z"), abstract=provenance.summary(),
-        )  # fmt: skip
+            [layers],
+            title=f"geocam: {scene.name}",
+            created=provenance.iso_date.rstrip("Z"),
+            abstract=provenance.summary(),
+        )
         write_text(tmp / OUTPUT_NAMES["project"], project)
         timer.seconds["cog"] = cogs.result()  # in the background; the wait is "cog_wait"
         timer.add("cog_wait", t)
@@ -152,9 +162,11 @@ def write_batch_project(out_dir: Path, runs: Sequence[SceneOutputs]) -> Path:
         raise ValueError("no scene run to put in a project")
     path = Path(out_dir) / OUTPUT_NAMES["project"]
     text = project_xml(
-        scenes, title=f"geocam batch: {len(scenes)} scenes", created="",
+        scenes,
+        title=f"geocam batch: {len(scenes)} scenes",
+        created="",
         abstract="; ".join(s.name for s in scenes),
-    )  # fmt: skip
+    )
     tmp = path.with_name(f".{path.name}.tmp")
     write_text(tmp, text)
     os.replace(tmp, path)
