@@ -223,7 +223,7 @@ def connect(plan: ClusterPlan) -> Iterator[Client]:
         try:
             if plan.local_workers is not None:
                 # Scene tasks run for seconds to minutes: the workers' stack sampling and the
-                # event loops' 20 ms health ticks only take CPU from them.
+                # event loops' health ticks only take CPU from them.
                 stack.enter_context(dask.config.set(QUIET_WORKERS))
                 cluster = stack.enter_context(
                     LocalCluster(

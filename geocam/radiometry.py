@@ -3,7 +3,7 @@
 A model's card says how L1C reflectance x 10000 (``dn10k``) becomes its input. Scenes come as
 Sentinel-2 L1C or L2A, at x10000, x1000 or as 0-1 floats, with GDAL scale/offset metadata, the
 L2A ``BOA_ADD_OFFSET``, or as 8-bit true-colour renderings, and at other ground resolutions.
-This module decides, from what :mod:`geocam.scene` found in the files and from a sample of the
+This module decides, from what :mod:`geocam.io.scene` found in the files and from a sample of the
 pixels, the linear map ``dn10k = dn * gain + add`` per band (:class:`Radiometry`), refuses
 values that cannot be reflectance at the declared scale, and plans the window size that shows
 the model its own ground resolution (:class:`GroundScale`). Everything here is recorded in

@@ -8,6 +8,8 @@ them (:func:`make_engine`) and decides whether a window grid can run in a mode
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
@@ -32,6 +34,8 @@ __all__ = (
     "resolve_precision",
     "torch_device",
 )
+
+log = logging.getLogger(__name__)
 
 MODES = ("exact", "dense")
 
@@ -95,6 +99,10 @@ def make_engine(
     """
     dev = torch_device(device)
     _check_mode(mode, input_scale)
+    engine: Engine
     if mode == "dense":
-        return DenseEngine(net, dev, precision, batch_size=max(batch_size, 256))
-    return ExactEngine(net, batch_size, dev, precision, input_scale)
+        engine = DenseEngine(net, dev, precision, batch_size=max(batch_size, 256))
+    else:
+        engine = ExactEngine(net, batch_size, dev, precision, input_scale)
+    log.info("%s engine on %s in %s", engine.name, engine.device, engine.precision)
+    return engine

@@ -48,8 +48,6 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     # Work files re-read with a halo (the validity mask, for sieving): small tiles, so a block
     # plus a 16 px halo decompresses (640/512)^2 of the block instead of 9 tiles of 512 px.
-    # (Measured when the raw CAM and probabilities were work files too, 4000 x 4000 scene:
-    # pass-2 reads 7.1 s -> 3.5 s.)
     "work-halo-tiff": {
         "driver": "GTiff",
         "tiled": True,
@@ -61,11 +59,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "bigtiff": "IF_SAFER",
     },
     # Heat layers (float32, one band per class). ZSTD level 1 with the floating-point predictor:
-    # on Havel (10 x 768 x 1536) 0.30 s and 10.4 MB vs DEFLATE level 6: 0.63 s and 10.9 MB
-    # (GDAL, and QGIS through it, read ZSTD since GDAL 2.3). Bands apart (INTERLEAVE=TILE, or
-    # BAND before GDAL 3.11): QGIS shows one class at a time and decompresses only its tiles.
-    # Havel, against PIXEL: 6.1 MB vs 8.6 MB, one band read in 9 ms vs 56 ms, written in 0.15-0.18
-    # s vs 0.21-0.24 s with 11-51 MiB of memory vs 66-123 MiB.
+    # faster than DEFLATE and as small (GDAL, and QGIS through it, read ZSTD since GDAL 2.3).
+    # Bands apart (INTERLEAVE=TILE, or BAND before GDAL 3.11): QGIS shows one class at a time
+    # and decompresses only its tiles; smaller, faster and leaner than PIXEL.
     "heat-cog": {
         "driver": "COG",
         "COMPRESS": "ZSTD",

@@ -181,7 +181,7 @@ def scene_radiometry(
     )
     with SceneReader(scene, match.indexes) as reader:
         sample = sample_valid(reader)
-    return decide_radiometry(
+    radiometry = decide_radiometry(
         dtype=scene.dtype,
         positions=match.indexes,
         gdal_scales=[b.scale for b in scene.bands],
@@ -196,3 +196,12 @@ def scene_radiometry(
         l2a_path_radiance=l2a_path_radiance,
         check=check,
     )
+    log.info(
+        "scene %s radiometry: %s, level %s (%s), scale from %s",
+        scene.name,
+        radiometry.kind,
+        radiometry.level,
+        radiometry.level_source,
+        radiometry.scale_source,
+    )
+    return radiometry

@@ -258,7 +258,7 @@ def open_scene(
         offset, offset_source = float(dn_offset), "--dn-offset"
     else:
         offset, offset_source = detect_dn_offset(paths, ref["tags"], meta)
-    return Scene(
+    scene = Scene(
         name=name or safe_name(paths[0].stem),
         paths=paths,
         crs=ref["crs"],
@@ -274,6 +274,20 @@ def open_scene(
         tags=dict(ref["tags"]),
         metadata_level=metadata_text(meta, "PROCESSING_LEVEL"),
     )
+    log.info(
+        "scene %s opened: %d x %d px, %d bands (%s), %s; nodata %s (%s); DN offset %g (%s)",
+        scene.name,
+        scene.height,
+        scene.width,
+        len(scene.bands),
+        scene.dtype,
+        scene.crs.to_string(),
+        scene.nodata,
+        scene.nodata_source,
+        scene.dn_offset,
+        scene.dn_offset_source,
+    )
+    return scene
 
 
 def _finest_per_name(bands: list[BandSource], res: dict[Path, float]) -> list[BandSource]:

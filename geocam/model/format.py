@@ -130,7 +130,19 @@ def load_model(
             "diverged: export it again"
         )
     digest = file_sha256(path)
-    return GeocamModel(net=net, card=card, sha256=digest, load_s=time.perf_counter() - start)
+    load_s = time.perf_counter() - start
+    log.info(
+        "model %s loaded (%s, %d bands, %d classes, sha256 %s) on %s as %s in %.2f s",
+        path,
+        card.architecture,
+        len(card.bands),
+        len(card.classes),
+        digest[:12],
+        device,
+        dtype,
+        load_s,
+    )
+    return GeocamModel(net=net, card=card, sha256=digest, load_s=load_s)
 
 
 def _for_inference(t: torch.Tensor, device: str | torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -194,6 +194,14 @@ def model_pass(job: Job, preview: PreviewGrid) -> Generator[Progress, None, Scor
             f"pixels (nodata={scene.nodata}, {scene.nodata_source}); it is all nodata - check "
             "the file or pass --nodata / --min-valid"
         )
+    log.info(
+        "scene %s pass 1: %d windows scored, %d skipped as nodata; model %.2f s, reads %.2f s",
+        scene.name,
+        scored,
+        skipped,
+        timer.seconds.get("model", 0.0),
+        timer.seconds.get("read", 0.0),
+    )
     return Scored(cells, scored, skipped)
 
 

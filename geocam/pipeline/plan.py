@@ -214,7 +214,7 @@ def plan_scenes(
 
 
 def iter_scene_inputs(paths: Sequence[Path]) -> Iterator[tuple[str, tuple[Path, ...]]]:
-    """Scenes named by command-line inputs (see :func:`geocam.scene.group_inputs`)."""
+    """Scenes named by command-line inputs (see :func:`geocam.io.sentinel2.group_inputs`)."""
     from ..io.sentinel2 import group_inputs
 
     yield from group_inputs(paths)

@@ -202,10 +202,9 @@ def raster_pass(
 
         # Blocks are rendered and polygonised on all threads the model used (numpy, scipy and
         # GDAL release the GIL), taken in order; each is written in the background. One block
-        # fewer than the threads is computed ahead of the one in hand (as fast as one more, on
-        # 2 cores, and a block less in memory). BLAS runs one thread per call: its threads on
-        # the small render products only contend (4000 x 4000 scene, 2 cores: pass 2 4.4 s
-        # serial, 4.8 s with BLAS threads, 3.4 s without).
+        # fewer than the threads is computed ahead of the one in hand (as fast as one more, and
+        # a block less in memory). BLAS runs one thread per call (scoped): its threads on the
+        # small render products only contend with the block threads.
         workers = max(1, torch.get_num_threads())
         stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
         # rasterio's in-memory datasets (sieve, shapes) silence this warning with
@@ -243,6 +242,12 @@ def raster_pass(
         if pending_write is not None:
             pending_write.result()
         timer.add("pass2", t_pass2)
+    log.info(
+        "scene %s pass 2: %d blocks rendered and polygonised in %.2f s",
+        scene.name,
+        n_blocks,
+        timer.seconds["pass2"],
+    )
     heat_files = [job.work("heat"), *(level.path for level in heat_out.levels)]
     class_area_m2 = row_areas_m2(scene.transform, scene.crs, scene.height) @ class_rows
     return Rasters(

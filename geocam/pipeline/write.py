@@ -113,6 +113,12 @@ def write_outputs(
         write_text(tmp / OUTPUT_NAMES["project"], project)
         timer.seconds["cog"] = cogs.result()  # in the background; the wait is "cog_wait"
         timer.add("cog_wait", t)
+    log.info(
+        "scene %s outputs staged: %d polygons, COGs %.2f s",
+        scene.name,
+        len(polygons),
+        timer.seconds["cog"],
+    )
     return polygons, layers
 
 
