@@ -32,8 +32,9 @@ class PatchLocalNet(nn.Module):
 
 def _scores(engine, image, origins):
     out = list(engine.score(image, origins, 64))
+    cams = np.concatenate([s.cams for s in out])
     return (
-        np.concatenate([s.logits for s in out]),
+        cams.mean(axis=(2, 3)) + engine.bias,  # the logits of a GAP + linear head
         np.concatenate([s.probs for s in out]),
         np.concatenate([s.cams for s in out]),
     )

@@ -27,13 +27,13 @@ from ..errors import ModelFormatError
 class WindowScores:
     """Scores of a batch of windows.
 
+    A window's logits are its CAM's spatial mean plus the head's bias (GAP + linear head).
+
     Attributes:
-        logits: ``(windows, classes)`` float32.
         probs: ``(windows, classes)`` float32 softmax probabilities.
         cams: ``(windows, classes, rows, cols)`` float32 raw CAMs on the feature grid.
     """
 
-    logits: npt.NDArray[np.float32]
     probs: npt.NDArray[np.float32]
     cams: npt.NDArray[np.float32]
 

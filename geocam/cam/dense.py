@@ -167,7 +167,6 @@ class DenseEngine:
             probs = np.exp(shifted)
             probs /= probs.sum(axis=1, keepdims=True)
             yield WindowScores(
-                logits=logits.astype(np.float32),
                 probs=probs.astype(np.float32),
                 cams=win.astype(np.float32),
             )

@@ -91,7 +91,6 @@ class ExactEngine:
                 logits, cams = self._forward(x)
                 probs = torch.softmax(logits, dim=1)
             yield WindowScores(
-                logits=logits.cpu().numpy().astype(np.float32),
                 probs=probs.cpu().numpy().astype(np.float32),
                 cams=cams.cpu().numpy().astype(np.float32),
             )
