@@ -7,7 +7,8 @@
 - :mod:`.run`: the run itself, committed at once; :mod:`.executor`: its local threads.
 """
 
-from .job import OUTPUT_NAMES, Progress, SceneOutputs
+from .job import Progress, SceneOutputs
+from .names import OUTPUT_NAMES
 from .plan import GridPlan, iter_scene_inputs, load_run_model, plan_grid, plan_run, plan_scenes
 from .record import peak_rss_mib
 from .run import iter_run_scene, run_scene

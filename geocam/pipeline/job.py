@@ -1,10 +1,10 @@
-"""One scene run's names, events, result and shared state (:class:`Job`)."""
+"""One scene run's events, result and the state its stages share (:class:`Job`)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,33 +12,15 @@ from typing import Any
 from .. import preflight
 from ..cam import Engine
 from ..config import SceneConfig
-from ..io.bands import BandMatch
-from ..io.scene import Scene
 from ..model import GeocamModel
 from ..project import SceneLayers
 from ..provenance import Provenance
-from ..radiometry import GroundScale, Radiometry
+from ..radiometry import Radiometry
 from ..runtime import StageHooks
 from ..tiling import Block, iter_blocks
+from .plan import GridPlan
 
 log = logging.getLogger(__name__)
-
-#: Output file names of one scene.
-OUTPUT_NAMES: dict[str, str] = {
-    "cam": "cam.tif",
-    "classes": "classes.tif",
-    "classes_aux": "classes.tif.aux.xml",
-    "gpkg": "salient.gpkg",
-    "geojson": "salient.geojson",
-    "preview": "preview.png",
-    "preview_world": "preview.pgw",
-    "preview_aux": "preview.png.aux.xml",
-    "cam_style": "cam.qml",
-    "classes_style": "classes.qml",
-    "salient_style": "salient.qml",
-    "project": "project.qgs",
-    "run": "run.json",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,23 +83,22 @@ class Timer:
 class Job:
     """One scene run's inputs and settings, shared by its stages."""
 
-    scene: Scene
+    plan: GridPlan
     model: GeocamModel
-    bands: BandMatch
     engine: Engine
     config: SceneConfig
-    window_px: int
-    stride_px: int
-    row_offsets: Sequence[int]
-    col_offsets: Sequence[int]
     tmp: Path
     timer: Timer
     provenance: Provenance
-    radiometry: Radiometry
-    ground: GroundScale
     out_dir: Path
     estimate: preflight.Estimate
     hooks: StageHooks
+
+    @property
+    def radiometry(self) -> Radiometry:
+        """How the scene's DNs become reflectance (decided by the plan)."""
+        assert self.plan.radiometry is not None
+        return self.plan.radiometry
 
     @property
     def names(self) -> list[str]:
@@ -127,7 +108,7 @@ class Job:
     @property
     def grid(self) -> dict[str, Any]:
         """The scene grid, as the raster writers take it."""
-        s = self.scene
+        s = self.plan.scene
         return {"crs": s.crs, "transform": s.transform, "shape_rc": s.shape_rc}
 
     def work(self, name: str) -> Path:
@@ -136,8 +117,9 @@ class Job:
 
     def blocks(self, tiles: bool = True) -> Iterator[Block]:
         """The output blocks, with the windows each owns (``tiles``) or none."""
-        s = self.scene
-        rows, cols = (self.row_offsets, self.col_offsets) if tiles else ((), ())
+        s = self.plan.scene
+        plan = self.plan
+        rows, cols = (plan.row_offsets, plan.col_offsets) if tiles else ((), ())
         return iter_blocks(
-            s.height, s.width, self.config.block_px, rows, cols, self.window_px, s.transform
+            s.height, s.width, self.config.block_px, rows, cols, plan.window_px, s.transform
         )

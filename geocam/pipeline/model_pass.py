@@ -102,20 +102,20 @@ class Scored:
 def model_pass(job: Job, preview: PreviewGrid) -> Generator[Progress, None, Scored]:
     """Pass 1: score every window, sum its CAM on the scene's lattice, keep the validity mask."""
     scene, card, config, engine, timer = (
-        job.scene,
+        job.plan.scene,
         job.model.card,
         job.config,
         job.engine,
         job.timer,
     )
-    total_windows = len(job.row_offsets) * len(job.col_offsets)
+    total_windows = len(job.plan.row_offsets) * len(job.plan.col_offsets)
     cells: CellGrid | None = None
     scored = skipped = done = 0
     job.hooks.model_pass()
     yield Progress(scene.name, "windows", 0, total_windows)  # a stage starts with done=0
     t = time.perf_counter()
     with (
-        SceneReader(scene, job.bands.indexes) as reader,
+        SceneReader(scene, job.plan.bands.indexes) as reader,
         TiledWriter(
             job.work("valid"), 1, "uint8", nodata=None, profile="work-halo-tiff", **job.grid
         ) as valid_out,
@@ -140,7 +140,14 @@ def model_pass(job: Job, preview: PreviewGrid) -> Generator[Progress, None, Scor
 
         def prepare(block: Block) -> Prepared:
             return prepare_block(
-                block, reader, card, job.radiometry, job.window_px, context_px, min_valid, on_read
+                block,
+                reader,
+                card,
+                job.radiometry,
+                job.plan.window_px,
+                context_px,
+                min_valid,
+                on_read,
             )
 
         # Read and render the next block while the model scores this one (one block in flight:
@@ -159,18 +166,18 @@ def model_pass(job: Job, preview: PreviewGrid) -> Generator[Progress, None, Scor
                 assert prepared.image is not None
                 origins = [(tile.row_off - rr, tile.col_off - rc) for tile in prepared.todo]
                 k = 0
-                for scores in engine.score(prepared.image, origins, job.window_px):
+                for scores in engine.score(prepared.image, origins, job.plan.window_px):
                     t = timer.add("model", t)
                     _check_finite(scores.cams, scores.probs, job.model, scene.name)
                     if cells is None:
                         cells_rc = (scores.cams.shape[-2], scores.cams.shape[-1])
                         cells = CellGrid(
                             len(card.classes),
-                            job.row_offsets,
-                            job.col_offsets,
-                            job.window_px,
+                            job.plan.row_offsets,
+                            job.plan.col_offsets,
+                            job.plan.window_px,
                             cells_rc,
-                            job.stride_px,
+                            job.plan.stride_px,
                         )
                     batch = prepared.todo[k : k + len(scores.probs)]
                     cells.add(scores.cams, scores.probs, [(s.row_off, s.col_off) for s in batch])

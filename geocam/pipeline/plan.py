@@ -26,7 +26,7 @@ from ..outputs import check_inputs_outside, scene_folders
 from ..radiometry import GroundScale, Radiometry, ground_sample_m, plan_ground_scale
 from ..runtime import compute_dtype, resolve_precision, torch_device
 from ..tiling import grid_offsets
-from .job import OUTPUT_NAMES
+from .names import OUTPUT_NAMES
 
 log = logging.getLogger(__name__)
 

@@ -130,7 +130,7 @@ def raster_pass(
     job: Job, cells: CellGrid, preview: PreviewGrid
 ) -> Generator[Progress, None, Rasters]:
     """Pass 2: per-pixel heat and classes from the lattice, normalised once; polygon pieces."""
-    scene, config, timer, names = job.scene, job.config, job.timer, job.names
+    scene, config, timer, names = job.plan.scene, job.config, job.timer, job.names
     n_classes = len(names)
     n_blocks = -(-scene.height // config.block_px) * -(-scene.width // config.block_px)
     job.hooks.raster_pass()

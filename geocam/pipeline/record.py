@@ -17,8 +17,9 @@ from ..config import to_mapping
 from ..polygonize import (
     SalientPolygon,
 )
-from .job import OUTPUT_NAMES, Job
+from .job import Job
 from .model_pass import Scored
+from .names import OUTPUT_NAMES
 from .raster_pass import Rasters
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,13 @@ def record_run(
     job: Job, scored: Scored, rasters: Rasters, polygons: Sequence[SalientPolygon]
 ) -> dict[str, Any]:
     """The run's record (run.json): inputs, parameters, counts, timings."""
-    scene, model, card, bands, config = job.scene, job.model, job.model.card, job.bands, job.config
+    scene, model, card, bands, config = (
+        job.plan.scene,
+        job.model,
+        job.model.card,
+        job.plan.bands,
+        job.config,
+    )
     engine, timer, names = job.engine, job.timer, job.names
     model_s = timer.seconds.get("model", 0.0)
     class_pixels = rasters.class_pixels
@@ -90,7 +97,7 @@ def record_run(
             "dn_offset": scene.dn_offset,
             "dn_offset_source": scene.dn_offset_source,
             "radiometry": asdict(job.radiometry),
-            "ground": asdict(job.ground),
+            "ground": asdict(job.plan.ground),
         },
         "model": {
             "sha256": model.sha256,
@@ -104,15 +111,15 @@ def record_run(
         },
         "parameters": {
             **to_mapping(config),
-            "window_px": job.window_px,
-            "stride_px": job.stride_px,
+            "window_px": job.plan.window_px,
+            "stride_px": job.plan.stride_px,
             "engine": engine.name,
             "device": str(engine.device),
             "precision": engine.precision,
             "threads": torch.get_num_threads(),
         },
         "windows": {
-            "total": len(job.row_offsets) * len(job.col_offsets),
+            "total": len(job.plan.row_offsets) * len(job.plan.col_offsets),
             "scored": scored.scored,
             "skipped_nodata": scored.skipped,
             "per_second_model": round(scored.scored / model_s, 2) if model_s > 0 else None,

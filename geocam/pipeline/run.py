@@ -28,8 +28,9 @@ from ..preview import PreviewGrid
 from ..project import SceneLayers
 from ..provenance import Provenance, geocam_version, provenance_date
 from ..runtime import NO_HOOKS, StageHooks, resolve_precision, torch_device, torch_threads
-from .job import OUTPUT_NAMES, Job, Progress, SceneOutputs, Timer
+from .job import Job, Progress, SceneOutputs, Timer
 from .model_pass import model_pass
+from .names import OUTPUT_NAMES
 from .plan import load_run_model, plan_run
 from .raster_pass import raster_pass
 from .record import record_run
@@ -103,8 +104,7 @@ def iter_run_scene(
     loaded = model if isinstance(model, GeocamModel) else load_run_model(Path(model), config)
     t_start = time.perf_counter()  # the model load is timed apart: one model serves many scenes
     plan, estimate = plan_run(paths, loaded.card, config, out_dir, name)
-    opened, radiometry = plan.scene, plan.radiometry
-    assert radiometry is not None
+    opened = plan.scene
     engine_threads = config.threads or os.cpu_count() or 1
     engine = make_engine(
         config.mode, loaded.net, config.batch_size, device, precision, plan.ground.input_scale
@@ -121,25 +121,8 @@ def iter_run_scene(
         with rasterio.Env(**dict(config.gdal_env)), torch_threads(engine_threads):
             timer = Timer(t_start)
             timer.add("setup", t_start)  # model load, scene open, engine
-            job = Job(
-                opened,
-                loaded,
-                plan.bands,
-                engine,
-                config,
-                plan.window_px,
-                plan.stride_px,
-                plan.row_offsets,
-                plan.col_offsets,
-                outputs.staging,
-                timer,
-                provenance,
-                radiometry,
-                plan.ground,
-                out_dir,
-                estimate,
-                hooks,
-            )
+            job = Job(plan, loaded, engine, config, outputs.staging, timer, provenance, out_dir,
+                      estimate, hooks)  # fmt: skip
             result, layers = yield from _run(job)
         installed = outputs.commit()
     log.info("scene %s: outputs committed to %s", opened.name, out_dir)
@@ -157,7 +140,7 @@ def iter_run_scene(
 
 
 def _run(job: Job) -> Generator[Progress, None, tuple[dict[str, Any], SceneLayers]]:
-    preview = PreviewGrid.for_scene(job.scene.shape_rc, job.config.preview_px)
+    preview = PreviewGrid.for_scene(job.plan.scene.shape_rc, job.config.preview_px)
     scored = yield from model_pass(job, preview)
     rasters = yield from raster_pass(job, scored.cells, preview)
     polygons, layers = write_outputs(job, rasters, preview)

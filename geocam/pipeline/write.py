@@ -25,7 +25,8 @@ from ..polygonize import (
 from ..preview import PreviewGrid, write_scene_preview
 from ..project import SceneLayers, project_xml
 from ..styles import cam_qml, classes_qml, salient_qml
-from .job import OUTPUT_NAMES, Job, SceneOutputs
+from .job import Job, SceneOutputs
+from .names import OUTPUT_NAMES
 from .raster_pass import Rasters
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def write_outputs(
     The COGs (GDAL, multi-threaded, without the GIL) are written in the background while the
     polygons merge and the vectors and preview are written.
     """
-    scene, config, timer, names, tmp = job.scene, job.config, job.timer, job.names, job.tmp
+    scene, config, timer, names, tmp = job.plan.scene, job.config, job.timer, job.names, job.tmp
     provenance, colours = job.provenance, class_colours(names)
     t = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geocam-cog") as cog_thread:
@@ -97,7 +98,7 @@ def write_outputs(
         if config.preview:
             path = tmp / OUTPUT_NAMES["preview"]
             preview_extent = write_scene_preview(
-                path, scene, job.bands, job.model, job.radiometry, preview
+                path, scene, job.plan.bands, job.model, job.radiometry, preview
             )
             t = timer.add("preview", t)
         layers = _scene_layers(job, rasters, preview_extent)
@@ -126,7 +127,7 @@ def _scene_layers(
     job: Job, rasters: Rasters, preview_extent: tuple[float, float, float, float] | None
 ) -> SceneLayers:
     """What the project shows: the heat of the class covering most of the scene, ticked."""
-    scene, names = job.scene, job.names
+    scene, names = job.plan.scene, job.names
     counts = rasters.class_pixels[: len(names)]
     epsg = scene.crs.to_epsg()
     return SceneLayers(
