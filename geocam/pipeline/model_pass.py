@@ -33,6 +33,9 @@ from .job import Job, Progress
 
 log = logging.getLogger(__name__)
 
+#: Sees a block's region as it is read: (block, region, DNs, valid mask).
+OnRead = Callable[[Block, Window, npt.NDArray[np.float32], npt.NDArray[np.bool_]], None]
+
 
 def _region(block: Block, tiles: Sequence[Tile], window_px: int, context_px: int = 0) -> Window:
     """The pixels a block needs: the block, its windows, and ``context_px`` around the windows."""
@@ -65,8 +68,7 @@ def prepare_block(
     window_px: int,
     context_px: int,
     min_valid: float,
-    on_read: Callable[[Block, Window, npt.NDArray[np.float32], npt.NDArray[np.bool_]], None]
-    | None = None,
+    on_read: OnRead | None = None,
 ) -> Prepared:
     """Read a block's region, keep the windows with enough valid pixels, render them if any.
 
@@ -99,15 +101,33 @@ class Scored:
     skipped: int
 
 
+def _inside(block: Block, region: Window) -> tuple[slice, slice]:
+    """The block's pixels within the region read for it."""
+    r, c = int(block.window.row_off), int(block.window.col_off)
+    r0, c0 = r - int(region.row_off), c - int(region.col_off)
+    return slice(r0, r0 + int(block.window.height)), slice(c0, c0 + int(block.window.width))
+
+
+def _rgb_keeper(card: ModelCard, preview: PreviewGrid) -> OnRead | None:
+    """What keeps the preview's true colour from the model's own reads (None: no RGB bands)."""
+    rgb_bands = [card.bands.index(b) for b in TRUE_COLOUR if b in card.bands]
+    if len(rgb_bands) != len(TRUE_COLOUR):
+        return None
+
+    def keep_rgb(
+        block: Block, region: Window, dn: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]
+    ) -> None:
+        part = _inside(block, region)
+        origin = (int(block.window.row_off), int(block.window.col_off))
+        preview.add_rgb(origin, dn[(rgb_bands, *part)], valid[part])
+
+    return keep_rgb
+
+
 def model_pass(job: Job, preview: PreviewGrid) -> Generator[Progress, None, Scored]:
     """Pass 1: score every window, sum its CAM on the scene's lattice, keep the validity mask."""
-    scene, card, config, engine, timer = (
-        job.plan.scene,
-        job.model.card,
-        job.config,
-        job.engine,
-        job.timer,
-    )
+    scene, card, config = job.plan.scene, job.model.card, job.config
+    engine, timer, plan = job.engine, job.timer, job.plan
     total_windows = len(job.plan.row_offsets) * len(job.plan.col_offsets)
     cells: CellGrid | None = None
     scored = skipped = done = 0
@@ -121,34 +141,14 @@ def model_pass(job: Job, preview: PreviewGrid) -> Generator[Progress, None, Scor
         ) as valid_out,
         ExitStack() as stack,  # last in, first out: I/O threads stop before files close
     ):
-        context_px = engine.context_px
         min_valid = max(config.min_valid_fraction, 1e-9)
-
-        def keep_rgb(
-            block: Block, region: Window, dn: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]
-        ) -> None:
-            """Keep the preview's true colour from the model's own reads."""
-            r, c = int(block.window.row_off), int(block.window.col_off)
-            part = (
-                slice(r - int(region.row_off), r - int(region.row_off) + int(block.window.height)),
-                slice(c - int(region.col_off), c - int(region.col_off) + int(block.window.width)),
-            )
-            preview.add_rgb((r, c), dn[(rgb_bands, *part)], valid[part])
-
-        rgb_bands = [card.bands.index(b) for b in TRUE_COLOUR if b in card.bands]
-        on_read = keep_rgb if config.preview and len(rgb_bands) == len(TRUE_COLOUR) else None
+        on_read = _rgb_keeper(card, preview) if config.preview else None
 
         def prepare(block: Block) -> Prepared:
             return prepare_block(
-                block,
-                reader,
-                card,
-                job.radiometry,
-                job.plan.window_px,
-                context_px,
-                min_valid,
+                block, reader, card, job.radiometry, plan.window_px, engine.context_px, min_valid,
                 on_read,
-            )
+            )  # fmt: skip
 
         # Read and render the next block while the model scores this one (one block in flight:
         # memory stays bounded by the block). One thread: rasterio datasets must not be used
@@ -166,19 +166,13 @@ def model_pass(job: Job, preview: PreviewGrid) -> Generator[Progress, None, Scor
                 assert prepared.image is not None
                 origins = [(tile.row_off - rr, tile.col_off - rc) for tile in prepared.todo]
                 k = 0
-                for scores in engine.score(prepared.image, origins, job.plan.window_px):
+                for scores in engine.score(prepared.image, origins, plan.window_px):
                     t = timer.add("model", t)
                     _check_finite(scores.cams, scores.probs, job.model, scene.name)
-                    if cells is None:
+                    if cells is None:  # the engine's CAM grid sets the lattice
                         cells_rc = (scores.cams.shape[-2], scores.cams.shape[-1])
-                        cells = CellGrid(
-                            len(card.classes),
-                            job.plan.row_offsets,
-                            job.plan.col_offsets,
-                            job.plan.window_px,
-                            cells_rc,
-                            job.plan.stride_px,
-                        )
+                        cells = CellGrid(len(card.classes), plan.row_offsets, plan.col_offsets,
+                                         plan.window_px, cells_rc, plan.stride_px)  # fmt: skip
                     batch = prepared.todo[k : k + len(scores.probs)]
                     cells.add(scores.cams, scores.probs, [(s.row_off, s.col_off) for s in batch])
                     k += len(batch)
@@ -189,9 +183,7 @@ def model_pass(job: Job, preview: PreviewGrid) -> Generator[Progress, None, Scor
                     t = time.perf_counter()
             else:
                 yield Progress(scene.name, "windows", done, total_windows)
-            b_r0, b_c0 = int(block.window.row_off), int(block.window.col_off)
-            b_rows, b_cols = int(block.window.height), int(block.window.width)
-            block_valid = valid[b_r0 - rr : b_r0 - rr + b_rows, b_c0 - rc : b_c0 - rc + b_cols]
+            block_valid = valid[_inside(block, region)]
             valid_out.write(block.window, block_valid[None].astype(np.uint8))
             t = timer.add("write", t)
             del prepared, valid

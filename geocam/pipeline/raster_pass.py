@@ -126,6 +126,51 @@ class Rasters:
     heat_files: list[Path]
 
 
+def _heat_writer(job: Job) -> PyramidWriter:
+    """The heat work file (one float32 band per class) and its overview pyramid."""
+    scene, names = job.plan.scene, job.names
+    tags = {
+        "CAM_NORMALISATION": "relu(cam) / scene max of relu(cam) per class",
+        **job.provenance.tiff_tags(f"geocam CAM heat of {scene.name}, one band per class, 0-1"),
+    }
+    return PyramidWriter(
+        job.work("heat"),
+        len(names),
+        block_px=job.config.block_px,
+        descriptions=names,
+        tags=tags,
+        overviews=job.config.overviews,
+        **job.grid,
+    )
+
+
+def _class_writer(job: Job) -> TiledWriter:
+    """The class map work file (uint8, colour table, ``NO_CLASS`` = nodata)."""
+    scene, names = job.plan.scene, job.names
+    colormap = {i: (*c, 255) for i, c in enumerate(class_colours(names))}
+    colormap[NO_CLASS] = (0, 0, 0, 0)
+    tags = {
+        "CLASS_NAMES": ",".join(names),
+        **{f"CLASS_{i}": n for i, n in enumerate(names)},
+        **job.provenance.tiff_tags(f"geocam winning class of {scene.name}, {NO_CLASS} = nodata"),
+    }
+    return TiledWriter(
+        job.work("cls"), 1, "uint8", nodata=NO_CLASS, colormap=colormap, tags=tags, **job.grid
+    )
+
+
+def _count_class_rows(
+    class_rows: npt.NDArray[np.int64], r0: int, cls: npt.NDArray[np.uint8]
+) -> None:
+    """Add a block's pixels per class (last column: nodata) to the scene rows from ``r0`` on."""
+    rows_px, n_columns = cls.shape[0], class_rows.shape[1]
+    index = np.where(cls == NO_CLASS, n_columns - 1, cls).astype(np.intp)
+    index += n_columns * np.arange(rows_px, dtype=np.intp)[:, None]
+    class_rows[r0 : r0 + rows_px] += np.bincount(
+        index.ravel(), minlength=rows_px * n_columns
+    ).reshape(rows_px, n_columns)
+
+
 def raster_pass(
     job: Job, cells: CellGrid, preview: PreviewGrid
 ) -> Generator[Progress, None, Rasters]:
@@ -136,41 +181,13 @@ def raster_pass(
     job.hooks.raster_pass()
     yield Progress(scene.name, "blocks", 0, n_blocks)
     scene_max = cells.scene_max()
-    provenance = job.provenance
-    heat_tags = {
-        "CAM_NORMALISATION": "relu(cam) / scene max of relu(cam) per class",
-        **provenance.tiff_tags(f"geocam CAM heat of {scene.name}, one band per class, 0-1"),
-    }
-    colormap = {i: (*c, 255) for i, c in enumerate(class_colours(names))}
-    colormap[NO_CLASS] = (0, 0, 0, 0)
-    cls_tags = {
-        "CLASS_NAMES": ",".join(names),
-        **{f"CLASS_{i}": n for i, n in enumerate(names)},
-        **provenance.tiff_tags(f"geocam winning class of {scene.name}, {NO_CLASS} = nodata"),
-    }
     halo = config.sieve_px
     pieces: list[list[Piece]] = [[] for _ in range(n_classes)]
     # Pixels per class (the last column: nodata) in each scene row, for areas by latitude.
     class_rows = np.zeros((scene.height, n_classes + 1), dtype=np.int64)
     with (
-        PyramidWriter(
-            job.work("heat"),
-            n_classes,
-            block_px=config.block_px,
-            descriptions=names,
-            tags=heat_tags,
-            overviews=config.overviews,
-            **job.grid,
-        ) as heat_out,
-        TiledWriter(
-            job.work("cls"),
-            1,
-            "uint8",
-            nodata=NO_CLASS,
-            colormap=colormap,
-            tags=cls_tags,
-            **job.grid,
-        ) as cls_out,
+        _heat_writer(job) as heat_out,
+        _class_writer(job) as cls_out,
         rasterio.open(job.work("valid")) as valid_in,
         ExitStack() as stack,
     ):
@@ -219,12 +236,7 @@ def raster_pass(
         )
         for b, (block, done_block) in enumerate(finished):
             window = block.window
-            r0, rows_px = int(window.row_off), done_block.cls.shape[0]
-            index = np.where(done_block.cls == NO_CLASS, n_classes, done_block.cls).astype(np.intp)
-            index += (n_classes + 1) * np.arange(rows_px, dtype=np.intp)[:, None]
-            class_rows[r0 : r0 + rows_px] += np.bincount(
-                index.ravel(), minlength=rows_px * (n_classes + 1)
-            ).reshape(rows_px, n_classes + 1)
+            _count_class_rows(class_rows, int(window.row_off), done_block.cls)
             if pending_write is not None:
                 pending_write.result()  # the previous block's write (re-raises its error)
             pending_write = writes.submit(
