@@ -537,19 +537,18 @@ def test_sigterm_leaves_no_temporary_output(
     ],
 )
 def test_run_model_is_loaded_in_the_compute_dtype(
-    tiny_model: Path, precision: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+    s2_scene: Path, tiny_model: Path, tmp_path: Path, precision: str, dtype: torch.dtype
 ) -> None:
     # The engines use such a model as it is; a float32 one would be copied (twice the memory).
     config = SceneConfig(precision=precision, device="cpu")  # type: ignore[arg-type]
     loaded = pipeline.load_run_model(tiny_model, config)
     assert {p.dtype for p in loaded.net.parameters()} == {dtype}
-    seen = []
-    monkeypatch.setattr(pipeline, "load_run_model", lambda path, cfg: seen.append(cfg) or loaded)
-    monkeypatch.setattr(pipeline, "iter_scene_inputs", lambda scenes: iter(()))
-    code, output = run_cli(str(tiny_model), "--model", str(tiny_model), "--out", "o",
+    out = tmp_path / "o"
+    code, output = run_cli(str(s2_scene), "--model", str(tiny_model), "--out", str(out),
+                           "--bands", "B04=4,B03=3,B02=2", "--threads", "1", "--no-preview",
                            "--precision", precision, "-q")  # fmt: skip
     assert code == 0, output
-    assert seen and seen[0].precision == precision
+    assert json.loads((out / "run.json").read_text())["parameters"]["precision"] == precision
 
 
 def test_a_run_calls_its_stage_hooks_in_order(
