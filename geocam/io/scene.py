@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -180,79 +181,12 @@ def open_scene(
     paths = tuple(Path(p) for p in paths)
     if not paths:
         raise SceneError("`scene` is empty; pass a GeoTIFF or Sentinel-2 band files")
-    infos = []
-    for path in paths:
-        if not path.is_file():
-            raise SceneError(f"`scene`={str(path)!r} is not a file; pass a GeoTIFF or band files")
-        with open_raster(path) as src:
-            _check_georeferencing(path, src)
-            infos.append(
-                {
-                    "path": path,
-                    "crs": src.crs,
-                    "transform": src.transform,
-                    "shape": (src.height, src.width),
-                    "count": src.count,
-                    "descriptions": src.descriptions,
-                    "nodata": src.nodata,
-                    "dtype": src.dtypes[0],
-                    "tags": src.tags(),
-                    "res": abs(src.transform.a),
-                    "scales": src.scales,
-                    "offsets": src.offsets,
-                }
-            )
+    infos = [_file_info(path) for path in paths]
     ref = min(infos, key=lambda i: i["res"])
-    for info in infos:
-        if info["crs"] != ref["crs"]:
-            raise SceneError(
-                f"`scene` band file {str(info['path'])!r} has CRS {info['crs']} but "
-                f"{str(ref['path'])!r} has {ref['crs']}; give band files of one product"
-            )
-        bounds = rasterio.transform.array_bounds(*info["shape"], info["transform"])
-        ref_bounds = rasterio.transform.array_bounds(*ref["shape"], ref["transform"])
-        if max(abs(a - b) for a, b in zip(bounds, ref_bounds, strict=True)) > info["res"]:
-            raise SceneError(
-                f"`scene` band file {str(info['path'])!r} covers {bounds} but "
-                f"{str(ref['path'])!r} covers {ref_bounds}; give band files of one product"
-            )
-    bands: list[BandSource] = []
-    for info in infos:
-        file_match = BAND_FILE.match(info["path"].name)
-        for i in range(info["count"]):
-            band = _band_name(info["descriptions"][i])
-            if band is None and info["count"] == 1 and file_match:
-                band = normalise_band_name(file_match.group("band"))
-            scale = float(info["scales"][i]) if info["scales"][i] is not None else 1.0
-            offset = float(info["offsets"][i]) if info["offsets"][i] is not None else 0.0
-            bands.append(BandSource(info["path"], i + 1, band, scale, offset))
-    if len(infos) > 1:
-        bands = _finest_per_name(bands, {i["path"]: i["res"] for i in infos})
-        rank = {n: k for k, n in enumerate(S2_PRODUCT_ORDER)}
-        bands.sort(key=lambda b: (rank.get(b.name or "", 99), str(b.path)))
+    _check_footprints(infos, ref)
+    bands = _bands_of(infos)
     is_s2 = sum(b.name is not None for b in bands) >= 3
-    if nodata is not None:
-        nodata_value, nodata_source = float(nodata), "--nodata"
-    elif ref["nodata"] is not None:
-        nodata_value, nodata_source = float(ref["nodata"]), "scene nodata value"
-    elif is_s2:
-        nodata_value, nodata_source = 0.0, "Sentinel-2 convention (NODATA = 0)"
-    elif np.dtype(ref["dtype"]).kind == "f":
-        nodata_value, nodata_source = None, "none: NaN and infinite values are nodata"
-        warnings.warn(
-            f"`scene`={str(paths[0])!r} has no nodata value; NaN and infinite pixels are nodata, "
-            "every other pixel is valid (pass --nodata to set one)",
-            NodataWarning,
-            stacklevel=2,
-        )
-    else:
-        nodata_value, nodata_source = None, "none: every pixel is valid"
-        warnings.warn(
-            f"`scene`={str(paths[0])!r} has no nodata value; every pixel is treated as valid "
-            "(pass --nodata to set one)",
-            NodataWarning,
-            stacklevel=2,
-        )
+    nodata_value, nodata_source = _decide_nodata(nodata, ref, is_s2, paths[0])
     meta = product_metadata(paths)
     if dn_offset is not None:
         offset, offset_source = float(dn_offset), "--dn-offset"
@@ -288,6 +222,93 @@ def open_scene(
         scene.dn_offset_source,
     )
     return scene
+
+
+def _file_info(path: Path) -> dict[str, Any]:
+    """What the checks and the scene need of one file, read from its header."""
+    if not path.is_file():
+        raise SceneError(f"`scene`={str(path)!r} is not a file; pass a GeoTIFF or band files")
+    with open_raster(path) as src:
+        _check_georeferencing(path, src)
+        return {
+            "path": path,
+            "crs": src.crs,
+            "transform": src.transform,
+            "shape": (src.height, src.width),
+            "count": src.count,
+            "descriptions": src.descriptions,
+            "nodata": src.nodata,
+            "dtype": src.dtypes[0],
+            "tags": src.tags(),
+            "res": abs(src.transform.a),
+            "scales": src.scales,
+            "offsets": src.offsets,
+        }
+
+
+def _check_footprints(infos: Sequence[Mapping[str, Any]], ref: Mapping[str, Any]) -> None:
+    """Refuse band files that do not share the finest file's CRS and footprint."""
+    for info in infos:
+        if info["crs"] != ref["crs"]:
+            raise SceneError(
+                f"`scene` band file {str(info['path'])!r} has CRS {info['crs']} but "
+                f"{str(ref['path'])!r} has {ref['crs']}; give band files of one product"
+            )
+        bounds = rasterio.transform.array_bounds(*info["shape"], info["transform"])
+        ref_bounds = rasterio.transform.array_bounds(*ref["shape"], ref["transform"])
+        if max(abs(a - b) for a, b in zip(bounds, ref_bounds, strict=True)) > info["res"]:
+            raise SceneError(
+                f"`scene` band file {str(info['path'])!r} covers {bounds} but "
+                f"{str(ref['path'])!r} covers {ref_bounds}; give band files of one product"
+            )
+
+
+def _bands_of(infos: Sequence[Mapping[str, Any]]) -> list[BandSource]:
+    """Every band of the files; of several band files, the finest per name in product order."""
+    bands: list[BandSource] = []
+    for info in infos:
+        file_match = BAND_FILE.match(info["path"].name)
+        for i in range(info["count"]):
+            band = _band_name(info["descriptions"][i])
+            if band is None and info["count"] == 1 and file_match:
+                band = normalise_band_name(file_match.group("band"))
+            scale = float(info["scales"][i]) if info["scales"][i] is not None else 1.0
+            offset = float(info["offsets"][i]) if info["offsets"][i] is not None else 0.0
+            bands.append(BandSource(info["path"], i + 1, band, scale, offset))
+    if len(infos) > 1:
+        bands = _finest_per_name(bands, {i["path"]: i["res"] for i in infos})
+        rank = {n: k for k, n in enumerate(S2_PRODUCT_ORDER)}
+        bands.sort(key=lambda b: (rank.get(b.name or "", 99), str(b.path)))
+    return bands
+
+
+def _decide_nodata(
+    nodata: float | None, ref: Mapping[str, Any], is_s2: bool, path: Path
+) -> tuple[float | None, str]:
+    """The nodata value and where it came from: the override, the file, Sentinel-2's 0, none."""
+    if nodata is not None:
+        nodata_value, nodata_source = float(nodata), "--nodata"
+    elif ref["nodata"] is not None:
+        nodata_value, nodata_source = float(ref["nodata"]), "scene nodata value"
+    elif is_s2:
+        nodata_value, nodata_source = 0.0, "Sentinel-2 convention (NODATA = 0)"
+    elif np.dtype(ref["dtype"]).kind == "f":
+        nodata_value, nodata_source = None, "none: NaN and infinite values are nodata"
+        warnings.warn(
+            f"`scene`={str(path)!r} has no nodata value; NaN and infinite pixels are nodata, "
+            "every other pixel is valid (pass --nodata to set one)",
+            NodataWarning,
+            stacklevel=3,
+        )
+    else:
+        nodata_value, nodata_source = None, "none: every pixel is valid"
+        warnings.warn(
+            f"`scene`={str(path)!r} has no nodata value; every pixel is treated as valid "
+            "(pass --nodata to set one)",
+            NodataWarning,
+            stacklevel=3,
+        )
+    return nodata_value, nodata_source
 
 
 def _finest_per_name(bands: list[BandSource], res: dict[Path, float]) -> list[BandSource]:
