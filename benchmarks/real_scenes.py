@@ -71,7 +71,9 @@ def previous_model(out: Path) -> Path | None:
 def rgb8_rendering(scene_path: Path, out: Path, full_scale_dn: float) -> Path | None:
     """An 8-bit true-colour GeoTIFF of the scene (no band names), or None without B02-B04."""
     from geocam.errors import BandError
-    from geocam.scene import SceneReader, match_bands, open_scene, scene_radiometry
+    from geocam.io.bands import match_bands
+    from geocam.io.reader import SceneReader, scene_radiometry
+    from geocam.io.scene import open_scene
 
     scene = open_scene([scene_path])
     try:
@@ -92,7 +94,9 @@ def rgb8_rendering(scene_path: Path, out: Path, full_scale_dn: float) -> Path | 
 
 def water_truth(scene_path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(NDWI > 0.1, valid) on the scene grid from its B03 and B08 reflectance, or None."""
-    from geocam.scene import SceneReader, match_bands, open_scene, scene_radiometry
+    from geocam.io.bands import match_bands
+    from geocam.io.reader import SceneReader, scene_radiometry
+    from geocam.io.scene import open_scene
 
     scene = open_scene([scene_path])
     from geocam.errors import BandError

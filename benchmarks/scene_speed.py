@@ -60,12 +60,16 @@ def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple
     from affine import Affine
 
     from geocam import allocator
-    from geocam.cam import ExactEngine, compute_dtype, resolve_precision
+    from geocam.cam import ExactEngine
+    from geocam.cam.dense import DenseEngine
     from geocam.config import SceneConfig
-    from geocam.dense import DenseEngine
+    from geocam.io.bands import match_bands
+    from geocam.io.reader import scene_radiometry
+    from geocam.io.scene import open_scene
     from geocam.model import load_model
-    from geocam.pipeline import _region
-    from geocam.scene import match_bands, open_scene, render, scene_radiometry
+    from geocam.pipeline.model_pass import _region
+    from geocam.render import render
+    from geocam.runtime import compute_dtype, resolve_precision
     from geocam.tiling import grid_offsets, iter_blocks
 
     precision = resolve_precision("auto", torch.device("cpu"))  # as the runs pick it

@@ -1,28 +1,28 @@
 """glibc malloc settings for the two passes of a scene run (no-op where malloc is not glibc's).
 
-The CLI owns its process and applies them; library callers may too. They change speed and
-memory, never results.
+They change speed and memory, never results. The library never applies them on its own: the
+owner of a process (the CLI, a Dask worker) calls :func:`one_arena` once and passes
+:data:`geocam.runtime.MALLOC_TUNING` to the run, which calls :func:`for_model`,
+:func:`for_rasters` and :func:`trim` as its stages start.
 
-- Pass 1 (the model): each batch's activations (up to about 8 MB each for ResNet50, batch 64,
-  bf16) are freed and allocated again. With glibc's defaults they often come from fresh
-  ``mmap`` calls whose pages fault in anew every batch, or from heap memory trimmed back to
-  the kernel between batches. Serving them from a heap that is kept makes the model stage
-  faster (Havel, 2 cores: model 1.65-1.80 s -> 1.35-1.40 s).
+- Pass 1 (the model): each batch's activations are freed and allocated again. With glibc's
+  defaults they often come from fresh ``mmap`` calls whose pages fault in anew every batch, or
+  from heap memory trimmed back to the kernel between batches; a heap that is kept serves them
+  without that cost.
 - Pass 2 (rasters and polygons): the model's freed memory goes back to the kernel, and large
   arrays are mapped and unmapped again, so that peak RSS stays that of the rasters in flight.
-- One arena for all threads: memory freed by one thread can serve another (Havel peak RSS
-  about 1030 -> 960 MiB). Set it before the run starts its threads.
-- The pipeline itself calls :func:`trim` between its output steps: the polygon pieces freed by
-  the merge are scattered through the heap, where glibc keeps them (8000 x 8000 scene at
-  stride 32: peak RSS 923 -> 897 MiB, 27 ms).
+- One arena for all threads: memory freed by one thread can serve another. Set it before the
+  run starts its threads.
+- :func:`trim` between the output steps: the polygon pieces freed by the merge are scattered
+  through the heap, where glibc would keep them.
 
-In a program of your own, follow the stages of :func:`geocam.pipeline.iter_run_scene` (each
-starts with an event of ``done`` = 0)::
+In a program of your own::
 
+    from geocam.runtime import MALLOC_TUNING
     allocator.one_arena()
-    for event in iter_run_scene(scene, model, out_dir, config):
-        if event.done == 0:
-            (allocator.for_model if event.stage == "windows" else allocator.for_rasters)()
+    run_scene(scene, model, out_dir, config, hooks=MALLOC_TUNING)
+
+Measurements: benchmarks/README.md.
 """
 
 from __future__ import annotations

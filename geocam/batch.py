@@ -27,6 +27,7 @@ from .model import GeocamModel, file_sha256
 from .pipeline import OUTPUT_NAMES, Progress, SceneOutputs, iter_run_scene, peak_rss_mib
 from .project import SceneLayers
 from .provenance import geocam_version
+from .runtime import NO_HOOKS, StageHooks
 
 #: The manifest's file name in the batch's output folder.
 MANIFEST_NAME = "geocam-batch.json"
@@ -83,8 +84,10 @@ def scene_jobs(
         folders: each scene's output folder (:func:`geocam.pipeline.plan_scenes`: one scene in
             ``--out``, several in unique ``--out/NAME`` folders).
     """
-    return [SceneJob(f.name if len(scenes) > 1 else n, tuple(p), f)
-            for (n, p), f in zip(scenes, folders, strict=True)]  # fmt: skip
+    return [
+        SceneJob(f.name if len(scenes) > 1 else n, tuple(p), f)
+        for (n, p), f in zip(scenes, folders, strict=True)
+    ]
 
 
 def input_identity(paths: Iterable[Path]) -> list[dict[str, Any]]:
@@ -130,6 +133,7 @@ def run_scene_job(
     model_loads: int = 1,
     wrap_engine: Callable[[Engine], Engine] | None = None,
     guard: Callable[[], AbstractContextManager[object]] = nullcontext,
+    hooks: StageHooks = NO_HOOKS,
 ) -> SceneRecord:
     """Run one scene of a batch: clear what a killed run left, run it, hash its outputs.
 
@@ -137,13 +141,14 @@ def run_scene_job(
         job: the scene.
         model: the loaded model.
         config: run settings.
-        on_event: called with each progress event (the caller sets its allocator and bars).
+        on_event: called with each progress event (the caller's progress bars).
         model_loads: reported in the record (models the calling process has loaded).
         wrap_engine: passed to :func:`geocam.pipeline.iter_run_scene`.
         guard: a context around each step of the run (the CLI's holds signals until the step
             is done); the run's cleanup runs on every exit.
+        hooks: the process owner's tuning (see :class:`geocam.runtime.StageHooks`).
     """
-    gen = iter_run_scene(job.paths, model, job.out_dir, config, job.name, wrap_engine)
+    gen = iter_run_scene(job.paths, model, job.out_dir, config, job.name, wrap_engine, hooks)
     try:
         while True:
             try:
@@ -156,8 +161,9 @@ def run_scene_job(
                 on_event(event)
     finally:
         gen.close()
-    return SceneRecord(job, outputs, output_files(outputs), os.getpid(), peak_rss_mib(),
-                       model_loads)  # fmt: skip
+    return SceneRecord(
+        job, outputs, output_files(outputs), os.getpid(), peak_rss_mib(), model_loads
+    )
 
 
 def _layers_from(data: Mapping[str, Any]) -> SceneLayers:

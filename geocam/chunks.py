@@ -19,22 +19,23 @@ import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import rasterio
+import torch
 
 from .batch import SceneJob
-from .cam import Engine, WindowScores, make_engine, resolve_precision, torch_device
-from .config import SceneConfig
+from .cam import Engine, WindowScores, make_engine
+from .config import Precision, SceneConfig
 from .errors import ConfigError
+from .io.reader import SceneReader
+from .io.scene import open_scene
 from .model import GeocamModel
-from .pipeline import _prepare
-from .radiometry import ground_sample_m, plan_ground_scale
-from .runtime import torch_threads
-from .scene import SceneReader, match_bands, open_scene, scene_radiometry
-from .tiling import grid_offsets, iter_blocks
+from .pipeline.model_pass import prepare_block
+from .pipeline.plan import plan_grid
+from .runtime import resolve_precision, torch_device, torch_threads
+from .tiling import iter_blocks
 
 BlockIndex = tuple[int, int]
 
@@ -85,10 +86,14 @@ def chunk_blocks(shape_rc: tuple[int, int], block_px: int, chunk_px: int) -> lis
     per = chunk_px // block_px
     n_rows, n_cols = math.ceil(shape_rc[0] / block_px), math.ceil(shape_rc[1] / block_px)
     return [
-        [(bi, bj) for bi in range(ci, min(ci + per, n_rows)) for bj in range(cj, min(cj + per, n_cols))]
+        [
+            (bi, bj)
+            for bi in range(ci, min(ci + per, n_rows))
+            for bj in range(cj, min(cj + per, n_cols))
+        ]
         for ci in range(0, n_rows, per)
         for cj in range(0, n_cols, per)
-    ]  # fmt: skip
+    ]
 
 
 def scene_shape(job: SceneJob, config: SceneConfig) -> tuple[int, int]:
@@ -112,35 +117,34 @@ def score_chunk(
     card = model.card
     device = torch_device(config.device)
     precision = resolve_precision(config.precision, device)
-    scene = open_scene(job.paths, name=job.name, nodata=config.nodata, dn_offset=config.dn_offset)
-    bands = match_bands(scene, card.bands, config.bands)
-    radiometry = scene_radiometry(
-        scene, bands, level=config.level, reflectance_scale=config.reflectance_scale,
-        dn_offset_declared=config.dn_offset is not None,
-        l2a_path_radiance=config.l2a_path_radiance, check=config.radiometry_check,
-    )  # fmt: skip
-    ground = plan_ground_scale(
-        ground_sample_m(scene.crs, scene.transform, scene.shape_rc),
-        card.gsd_m, card.window_px, card.input_scale,
-    )  # fmt: skip
-    window_px, stride_px = config.resolved_window(ground.window_px)
-    rows, cols = grid_offsets(scene.height, scene.width, window_px, stride_px, config.grid)
+    plan = plan_grid(job.paths, card, config, job.name)
+    scene, window_px, radiometry = plan.scene, plan.window_px, plan.radiometry
+    assert radiometry is not None
     engine = make_engine(
-        config.mode, model.net, config.batch_size, device, precision, ground.input_scale
+        config.mode, model.net, config.batch_size, device, precision, plan.ground.input_scale
     )
-    context_px = getattr(engine, "context_px", 0)
+    context_px = engine.context_px
     min_valid = max(config.min_valid_fraction, 1e-9)
     wanted, out, windows = set(blocks), {}, 0
     with (
         torch_threads(config.threads or os.cpu_count() or 1),
         rasterio.Env(**dict(config.gdal_env)),
-        SceneReader(scene, bands.indexes) as reader,
+        SceneReader(scene, plan.bands.indexes) as reader,
     ):
-        for block in iter_blocks(scene.height, scene.width, config.block_px, rows, cols,
-                                 window_px, scene.transform):  # fmt: skip
+        for block in iter_blocks(
+            scene.height,
+            scene.width,
+            config.block_px,
+            plan.row_offsets,
+            plan.col_offsets,
+            window_px,
+            scene.transform,
+        ):
             if block.index_rc not in wanted:
                 continue
-            prepared = _prepare(block, reader, card, radiometry, window_px, context_px, min_valid)
+            prepared = prepare_block(
+                block, reader, card, radiometry, window_px, context_px, min_valid
+            )
             if not prepared.todo:
                 continue
             assert prepared.image is not None
@@ -154,7 +158,7 @@ def score_chunk(
 class ReplayEngine:
     """An engine that hands back scores computed elsewhere, block after block, in order.
 
-    Wraps the engine a run built (its ``bias``, ``name``, ``device``... are the run's) and
+    Stands for the engine a run built (its ``bias``, ``name``, ``device``... are the run's) and
     answers each block's ``score`` call with that block's stored batches.
 
     Args:
@@ -163,16 +167,15 @@ class ReplayEngine:
     """
 
     def __init__(self, engine: Engine, chunks: Sequence[ChunkScores]) -> None:
-        self._engine = engine
         merged: dict[BlockIndex, list[WindowScores]] = {}
         for chunk in chunks:
             merged.update(chunk.blocks)
         self._queue: deque[list[WindowScores]] = deque(merged[k] for k in sorted(merged))
         self.name: str = engine.name
         self.bias: npt.NDArray[np.float32] = engine.bias
-
-    def __getattr__(self, attr: str) -> Any:  # noqa: ANN401 - the wrapped engine's attributes
-        return getattr(self._engine, attr)
+        self.device: torch.device = engine.device
+        self.precision: Precision = engine.precision
+        self.context_px: int = engine.context_px
 
     def score(
         self, image: npt.NDArray[np.float32], origins_rc: Sequence[tuple[int, int]], window_px: int

@@ -218,7 +218,7 @@ def _run_scenes(
     from .model import file_sha256, read_card
     from .outputs import recover
     from .pipeline import iter_scene_inputs, load_run_model, plan_scenes
-    from .runtime import configure_process
+    from .runtime import MALLOC_TUNING, configure_process
 
     plan = None
     if chunk_px and not scheduler:
@@ -260,7 +260,9 @@ def _run_scenes(
         for job in todo:
             bars = _SceneBars(job.name, quiet)
             try:
-                record = run_scene_job(job, model, config, on_event=bars, guard=INTERRUPTS.held)
+                record = run_scene_job(
+                    job, model, config, on_event=bars, guard=INTERRUPTS.held, hooks=MALLOC_TUNING
+                )
             finally:
                 bars.close()  # ends the bar's line: a message after it starts on its own
             manifest.record(record)
@@ -276,7 +278,7 @@ def _run_scenes(
 
 
 class _SceneBars:
-    """Progress bars of one scene's stages; sets each stage's malloc settings as it starts."""
+    """Progress bars of one scene's stages."""
 
     def __init__(self, name: str, quiet: bool) -> None:
         self.name, self.quiet = name, quiet
@@ -286,11 +288,8 @@ class _SceneBars:
     def __call__(self, event: Any) -> None:  # noqa: ANN401 - a geocam.pipeline.Progress
         from tqdm import tqdm
 
-        from .runtime import stage_allocator
-
         if event.stage != self.stage:
             self.stage = event.stage
-            stage_allocator(event.stage)
             self.close()
             if not self.quiet:
                 self.bar = tqdm(total=event.total, desc=f"{self.name} {event.stage}",
@@ -371,6 +370,7 @@ def _run_chunked(
     from .chunks import ReplayEngine
     from .distributed import connect, score_chunks
     from .pipeline import load_run_model
+    from .runtime import MALLOC_TUNING
 
     _dask_logging()
     model = load_run_model(model_path, config)  # the engine's head and pass 2 run here
@@ -388,7 +388,8 @@ def _run_chunked(
             bars = _SceneBars(job.name, quiet)
             try:
                 record = run_scene_job(job, model, config, on_event=bars,
-                                       wrap_engine=functools.partial(ReplayEngine, chunks=chunks))  # fmt: skip
+                                       wrap_engine=functools.partial(ReplayEngine, chunks=chunks),
+                                       hooks=MALLOC_TUNING)  # fmt: skip
             finally:
                 bars.close()
             manifest.record(record)

@@ -32,8 +32,8 @@ from .chunks import ChunkScores, chunk_blocks, scene_shape, score_chunk
 from .config import SceneConfig
 from .errors import ConfigError
 from .model import GeocamModel
-from .pipeline import Progress, load_run_model
-from .runtime import configure_process, stage_allocator
+from .pipeline import load_run_model
+from .runtime import MALLOC_TUNING, configure_process
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +130,6 @@ class GeocamWorker(WorkerPlugin):
             self.loads += 1
         return self.models[key]
 
-    def on_event(self, event: Progress) -> None:
-        """Apply each stage's malloc settings as it starts."""
-        if event.done == 0:
-            stage_allocator(event.stage)
-
 
 def scene_task(job: SceneJob, model_path: str, config: SceneConfig) -> SceneRecord:
     """A Dask task: run one scene on this worker with the worker's model.
@@ -146,7 +141,7 @@ def scene_task(job: SceneJob, model_path: str, config: SceneConfig) -> SceneReco
     """
     plugin = _plugin()
     model = plugin.model(Path(model_path), config)
-    return run_scene_job(job, model, config, on_event=plugin.on_event, model_loads=plugin.loads)
+    return run_scene_job(job, model, config, model_loads=plugin.loads, hooks=MALLOC_TUNING)
 
 
 def _plugin() -> GeocamWorker:
@@ -228,7 +223,7 @@ def connect(plan: ClusterPlan) -> Iterator[Client]:
         try:
             if plan.local_workers is not None:
                 # Scene tasks run for seconds to minutes: the workers' stack sampling and the
-                # event loops' 20 ms health ticks only take CPU from them.
+                # event loops' health ticks only take CPU from them.
                 stack.enter_context(dask.config.set(QUIET_WORKERS))
                 cluster = stack.enter_context(
                     LocalCluster(

@@ -31,10 +31,10 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-from .export import _ogr_config, write_gpkg, write_text
+from .colours import class_colours
+from .io.vectors import ogr_config, write_gpkg, write_text
 from .pipeline import OUTPUT_NAMES, SceneOutputs
 from .project import SceneLayers
-from .raster import class_colours
 from .stitch import NO_CLASS
 from .styles import salient_qml
 
@@ -59,8 +59,16 @@ class _Source:
 def _source(scene: str, path: Path) -> _Source:
     with rasterio.open(path) as src:
         block_rc = src.block_shapes[0]
-        return _Source(scene, path, src.crs, src.transform, src.shape, block_rc, src.count,
-                       tuple(src.descriptions))  # fmt: skip
+        return _Source(
+            scene,
+            path,
+            src.crs,
+            src.transform,
+            src.shape,
+            block_rc,
+            src.count,
+            tuple(src.descriptions),
+        )
 
 
 def crs_groups(crss: Sequence[CRS]) -> list[tuple[str, list[int]]]:
@@ -101,10 +109,14 @@ def vrt_xml(
     res_x = min(abs(s.transform.a) for s in sources)
     res_y = min(abs(s.transform.e) for s in sources)
     bounds = [
-        (s.transform.c, s.transform.f + s.transform.e * s.shape_rc[0],
-         s.transform.c + s.transform.a * s.shape_rc[1], s.transform.f)
+        (
+            s.transform.c,
+            s.transform.f + s.transform.e * s.shape_rc[0],
+            s.transform.c + s.transform.a * s.shape_rc[1],
+            s.transform.f,
+        )
         for s in sources
-    ]  # fmt: skip
+    ]
     west, north = min(b[0] for b in bounds), max(b[3] for b in bounds)
     east, south = max(b[2] for b in bounds), min(b[1] for b in bounds)
     width = max(1, math.ceil((east - west) / res_x - 1e-6))
@@ -137,13 +149,24 @@ def vrt_xml(
             ET.SubElement(cs, "SourceFilename", relativeToVRT="1").text = rel
             ET.SubElement(cs, "SourceBand").text = str(band)
             rows, cols = s.shape_rc
-            ET.SubElement(cs, "SourceProperties", RasterXSize=str(cols), RasterYSize=str(rows),
-                          DataType=dtype, BlockXSize=str(s.block_rc[1]),
-                          BlockYSize=str(s.block_rc[0]))  # fmt: skip
+            ET.SubElement(
+                cs,
+                "SourceProperties",
+                RasterXSize=str(cols),
+                RasterYSize=str(rows),
+                DataType=dtype,
+                BlockXSize=str(s.block_rc[1]),
+                BlockYSize=str(s.block_rc[0]),
+            )
             ET.SubElement(cs, "SrcRect", xOff="0", yOff="0", xSize=str(cols), ySize=str(rows))
-            ET.SubElement(cs, "DstRect", xOff=_num((w - west) / res_x),
-                          yOff=_num((north - n) / res_y), xSize=_num((e - w) / res_x),
-                          ySize=_num(rows * abs(s.transform.e) / res_y))  # fmt: skip
+            ET.SubElement(
+                cs,
+                "DstRect",
+                xOff=_num((w - west) / res_x),
+                yOff=_num((north - n) / res_y),
+                xSize=_num((e - w) / res_x),
+                ySize=_num(rows * abs(s.transform.e) / res_y),
+            )
             ET.SubElement(cs, "NODATA").text = nodata
     ET.indent(root, space="  ")
     return ET.tostring(root, encoding="unicode") + "\n"
@@ -177,8 +200,12 @@ def write_mosaics(out_dir: Path, runs: Sequence[SceneOutputs]) -> list[Path]:
     written = []
     for tag, idx in crs_groups([CRS.from_wkt(lay.crs_wkt) for lay, _ in pairs]):
         path = out_dir / f"batch_classes_{tag}.vrt"
-        _replace_into(path, vrt_xml([cls[i] for i in idx], out_dir, "Byte", str(NO_CLASS),
-                                    class_colours(names), names))  # fmt: skip
+        _replace_into(
+            path,
+            vrt_xml(
+                [cls[i] for i in idx], out_dir, "Byte", str(NO_CLASS), class_colours(names), names
+            ),
+        )
         written.append(path)
         path = out_dir / f"batch_cam_{tag}.vrt"
         _replace_into(path, vrt_xml([cam[i] for i in idx], out_dir, "Float32", "nan"))
@@ -205,7 +232,7 @@ def write_batch_polygons(out_dir: Path, runs: Sequence[SceneOutputs]) -> Path | 
         path = run.out_dir / OUTPUT_NAMES["gpkg"]
         # GDAL writes the GeoPackage's metadata to a .aux.xml sidecar when it closes a file it
         # read, unless PAM is off: the scene's folder stays as its run left it.
-        with _ogr_config(GDAL_PAM_ENABLED="NO"):
+        with ogr_config(GDAL_PAM_ENABLED="NO"):
             frame = pyogrio.read_dataframe(path, layer="salient", fid_as_index=True)
             meta = pyogrio.read_info(path, layer="salient").get("layer_metadata") or {}
         frame.insert(0, "scene", layers.name)
@@ -234,9 +261,13 @@ def write_batch_polygons(out_dir: Path, runs: Sequence[SceneOutputs]) -> Path | 
         )
         merged.insert(0, "fid", range(1, len(merged) + 1))
         write_gpkg(
-            merged, tmp, layer=f"salient_{tag}", metadata=metadata, style_qml=style,
+            merged,
+            tmp,
+            layer=f"salient_{tag}",
+            metadata=metadata,
+            style_qml=style,
             description=f"geocam salient polygons of {len(idx)} scenes",
             date=date.replace("Z", ".000Z"),
-        )  # fmt: skip
+        )
     os.replace(tmp, path)
     return path

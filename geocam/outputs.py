@@ -300,10 +300,13 @@ def check_inputs_outside(
         folder = reserved.get(path)
         if folder is None:
             folder = next(
-                (d for d in folders if path.parent.name.startswith(STAGING_PREFIX)
-                 and path.parent.parent == d),
+                (
+                    d
+                    for d in folders
+                    if path.parent.name.startswith(STAGING_PREFIX) and path.parent.parent == d
+                ),
                 None,
-            )  # fmt: skip
+            )
         if folder is not None:
             raise OutputError(
                 f"`scene`={str(raw)!r} lies where this run writes its outputs ({path}); move it "

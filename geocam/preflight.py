@@ -22,7 +22,6 @@ import psutil
 
 from .config import SceneConfig
 from .errors import DiskSpaceWarning, LimitError
-from .model import ModelCard
 from .outputs import free_mib
 from .stitch import lattice_px as stitch_lattice_px
 
@@ -147,9 +146,14 @@ def check(
     log.info(
         "preflight %s: %d windows, lattice %d x %d cells (%.0f MiB), blocks %.0f MiB, disk up "
         "to %.0f MiB (%s MiB free)",
-        scene, est.windows, *est.lattice_rc, est.lattice_mib, est.blocks_mib, est.disk_mib,
+        scene,
+        est.windows,
+        *est.lattice_rc,
+        est.lattice_mib,
+        est.blocks_mib,
+        est.disk_mib,
         "?" if est.disk_free_mib is None else f"{est.disk_free_mib:.0f}",
-    )  # fmt: skip
+    )
     if config.max_windows and est.windows > config.max_windows:
         raise LimitError(
             f"scene {scene!r} needs {est.windows:,} windows ({est.grid_rc[0]:,} x "
@@ -179,31 +183,3 @@ def check(
             DiskSpaceWarning,
             stacklevel=2,
         )
-
-
-def check_scene(
-    paths: Sequence[Path], card: ModelCard, config: SceneConfig, out_dir: Path, name: str
-) -> Estimate:
-    """Open a scene, match its bands, lay out its windows and check the estimate (no pixels read).
-
-    Args:
-        paths: the scene's files.
-        card: the model's card.
-        config: the run's settings.
-        out_dir: the scene's output folder.
-        name: the scene's name.
-
-    Raises:
-        GeocamError: the scene cannot run (as :func:`geocam.pipeline.run_scene` would say).
-    """
-    from .scene import match_bands, open_scene
-    from .tiling import grid_offsets
-
-    scene = open_scene(paths, name=name, nodata=config.nodata, dn_offset=config.dn_offset)
-    match_bands(scene, card.bands, config.bands)
-    window_px, stride_px = config.resolved_window(card.window_px)
-    rows, cols = grid_offsets(scene.height, scene.width, window_px, stride_px, config.grid)
-    est = estimate(scene.shape_rc, len(card.classes), window_px, stride_px, rows, cols, config,
-                   out_dir, card.input_scale)  # fmt: skip
-    check(est, config, scene.name, stride_px, len(card.classes), warn=False)
-    return est

@@ -3,7 +3,7 @@
 The model pass keeps B04, B03 and B02 at the preview's scale from its own reads
 (:meth:`PreviewGrid.add_rgb`), pass 2 the class map and the winning class's heat
 (:meth:`PreviewGrid.add`); :func:`write_scene_preview` draws the PNG (Pillow, in
-:func:`geocam.export.write_preview`). Scenes without those bands are read once more, subsampled.
+:func:`geocam.io.vectors.write_preview`). Scenes without those bands are read once more, subsampled.
 """
 
 from __future__ import annotations
@@ -14,12 +14,16 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from affine import Affine
+from rasterio.windows import Window
 
-from .export import write_image_georeference, write_preview
+from .colours import class_colours
+from .io.bands import BandMatch
+from .io.reader import SceneReader
+from .io.scene import Scene
+from .io.vectors import write_image_georeference, write_preview
 from .model import GeocamModel
 from .radiometry import Radiometry
-from .raster import class_colours, subsample_windows
-from .scene import BandMatch, Scene, SceneReader, true_colour
+from .render import true_colour
 from .stitch import NO_CLASS
 
 #: Sentinel-2 bands of a true-colour image, red to blue.
@@ -203,3 +207,20 @@ def read_preview_bands(
             dn[:, r : r + sub_dn.shape[1], c : c + sub_dn.shape[2]] = sub_dn
             valid[r : r + sub_dn.shape[1], c : c + sub_dn.shape[2]] = block_valid[::step, ::step]
     return dn, valid, s2, idx
+
+
+def subsample_windows(shape_rc: tuple[int, int], step: int, block_px: int = 512) -> list[Window]:
+    """Windows tiling a grid, each starting at a multiple of ``step`` (for strided previews).
+
+    Args:
+        shape_rc: (rows, cols) of the grid.
+        step: subsampling step in pixels.
+        block_px: approximate window edge in pixels (rounded up to a multiple of ``step``).
+    """
+    edge = step * -(-block_px // step)
+    rows, cols = shape_rc
+    return [
+        Window(c, r, min(edge, cols - c), min(edge, rows - r))
+        for r in range(0, rows, edge)
+        for c in range(0, cols, edge)
+    ]

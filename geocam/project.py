@@ -1,6 +1,6 @@
 """The QGIS project of a run: one group per scene, its layers named after the scene and the class.
 
-Pure XML building; :func:`geocam.export.write_text` saves it. The project (``.qgs``, QGIS 3.22
+Pure XML building; :func:`geocam.io.vectors.write_text` saves it. The project (``.qgs``, QGIS 3.22
 LTR format) stores relative paths (``./cam.tif``) and the scene CRS, and holds, top to bottom:
 
 - the salient polygons, categorised by class (:func:`geocam.styles.salient_renderer`);

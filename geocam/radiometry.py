@@ -3,7 +3,7 @@
 A model's card says how L1C reflectance x 10000 (``dn10k``) becomes its input. Scenes come as
 Sentinel-2 L1C or L2A, at x10000, x1000 or as 0-1 floats, with GDAL scale/offset metadata, the
 L2A ``BOA_ADD_OFFSET``, or as 8-bit true-colour renderings, and at other ground resolutions.
-This module decides, from what :mod:`geocam.scene` found in the files and from a sample of the
+This module decides, from what :mod:`geocam.io.scene` found in the files and from a sample of the
 pixels, the linear map ``dn10k = dn * gain + add`` per band (:class:`Radiometry`), refuses
 values that cannot be reflectance at the declared scale, and plans the window size that shows
 the model its own ground resolution (:class:`GroundScale`). Everything here is recorded in
@@ -37,10 +37,20 @@ _LEVEL_IN_NAME = re.compile(
 #: Typical Sentinel-2 path radiance per band in reflectance x 10000: what L2A correction removes
 #: from a clear mid-latitude L1C scene (falls with wavelength: Rayleigh and aerosol scattering).
 PATH_RADIANCE_DN: dict[str, float] = {
-    "B01": 900.0, "B02": 600.0, "B03": 350.0, "B04": 250.0, "B05": 200.0, "B06": 150.0,
-    "B07": 130.0, "B08": 120.0, "B8A": 110.0, "B09": 60.0, "B10": 20.0, "B11": 30.0,
+    "B01": 900.0,
+    "B02": 600.0,
+    "B03": 350.0,
+    "B04": 250.0,
+    "B05": 200.0,
+    "B06": 150.0,
+    "B07": 130.0,
+    "B08": 120.0,
+    "B8A": 110.0,
+    "B09": 60.0,
+    "B10": 20.0,
+    "B11": 30.0,
     "B12": 20.0,
-}  # fmt: skip
+}
 
 #: Darkest 90th percentile (brightest model band, dn10k) of a real scene: clear open water in
 #: surface reflectance is about this dark; land, haze and any L1C scene are brighter.

@@ -1,6 +1,6 @@
 """QGIS styling: the renderers and ``.qml`` documents of a run's layers, built from the model's classes.
 
-Pure XML building (``xml.etree.ElementTree``); the writers in :mod:`geocam.export` save the
+Pure XML building (``xml.etree.ElementTree``); the writers in :mod:`geocam.io.vectors` save the
 documents and :mod:`geocam.project` puts the same renderers into the QGIS project. The format is
 the one QGIS 3.22 LTR writes (``saveNamedStyle``), reduced to what it needs to read a style:
 

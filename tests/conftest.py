@@ -148,7 +148,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def reference(scene: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``clean``: a run of ``faults.CONFIG`` on ``scene``; ``old``: an older set it replaces."""
-    from faults import CONFIG, OLD
+    from helpers import CONFIG, OLD
 
     from geocam import run_scene
 

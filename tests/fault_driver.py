@@ -4,7 +4,7 @@
 ``TARGET@N:ACTION``: on the N-th call of TARGET, before the call runs, this process sends itself
 ACTION (``kill`` = SIGKILL, ``int`` = SIGINT, ``term`` = SIGTERM). TARGET is
 ``module:attribute[.attribute]`` (a function looked up at call time, e.g.
-``geocam.pipeline:write_cog``), or ``commit``: the N-th file move of the output commit.
+``geocam.pipeline.write:write_cog``), or ``commit``: the N-th file move of the output commit.
 """
 
 from __future__ import annotations

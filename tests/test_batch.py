@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -16,41 +15,12 @@ import pyogrio
 import pytest
 import rasterio
 import torch
-from affine import Affine
-from click.testing import CliRunner
+from helpers import OPTIONS, TESTS, batch_scenes, digests
+from helpers import cli_output as cli
 
 from geocam import SceneConfig, run_scene
 from geocam.batch import MANIFEST_NAME
-from geocam.cli import main
 from geocam.errors import SceneError
-
-TESTS = Path(__file__).parent
-#: Files whose bytes differ between runs by design (timings, process ids, modification times).
-VOLATILE = {"run.json", MANIFEST_NAME}
-OPTIONS = ["--stride-px", "32", "--threads", "1", "--precision", "fp32", "--block-px", "64"]
-
-
-def digests(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``folder`` (relative POSIX path) except :data:`VOLATILE`."""
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name not in VOLATILE
-    }
-
-
-def cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["run", *args])
-    return result.exit_code, result.output
-
-
-def batch_scenes(make_scene: Callable[..., Path]) -> list[Path]:
-    """Three scenes: two overlapping ones in EPSG:32633 and one in EPSG:32632."""
-    return [
-        make_scene("s1.tif", seed=1),
-        make_scene("s2.tif", seed=2, transform=Affine(10, 0, 330960, 0, -10, 5821720)),
-        make_scene("s3.tif", seed=3, crs="EPSG:32632"),
-    ]
 
 
 def test_rerun_skips_current_scenes_and_redoes_changed_ones(

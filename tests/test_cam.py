@@ -9,10 +9,10 @@ from geocam.cam import (
     Engine,
     ExactEngine,
     cam_head,
+    check_grid,
+    cpu_supports_bf16,
     make_engine,
     prepare_net,
-    resolve_precision,
-    torch_device,
 )
 from geocam.errors import ConfigError, ModelFormatError
 
@@ -29,17 +29,16 @@ def test_exact_engine_matches_forward(tiny_resnet: nn.Module) -> None:
     origins = [(0, 0), (10, 20), (36, 76), (5, 5), (20, 40)]
     batches = list(engine.score(image, origins, 64))
     assert [len(b.probs) for b in batches] == [3, 2]
-    logits = np.concatenate([b.logits for b in batches])
     probs = np.concatenate([b.probs for b in batches])
     cams = np.concatenate([b.cams for b in batches])
+    # GAP + linear: the logit is the CAM's spatial mean plus the bias
+    logits = cams.mean(axis=(2, 3)) + engine.bias
     assert cams.shape == (5, 10, 2, 2) and cams.dtype == np.float32
     x = torch.stack([torch.from_numpy(image[:, r : r + 64, c : c + 64]) for r, c in origins])
     with torch.no_grad():
         ref = tiny_resnet(x).numpy()
     np.testing.assert_allclose(logits, ref, atol=1e-4)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    # GAP + linear: the logit is the CAM's spatial mean plus the bias
-    np.testing.assert_allclose(cams.mean(axis=(2, 3)) + engine.bias, logits, atol=1e-4)
     assert not tiny_resnet._forward_hooks and not any(
         m._forward_hooks for m in tiny_resnet.modules()
     )
@@ -52,23 +51,14 @@ def test_input_scale_resizes(tiny_resnet: nn.Module) -> None:
     assert out.cams.shape == (1, 10, 4, 4)
 
 
-@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN")
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="no native bf16 (AVX512-BF16, AMX) here")
 def test_bf16_close_to_fp32(tiny_resnet: nn.Module) -> None:
-    try:
-        bf16 = ExactEngine(tiny_resnet, precision="bf16")
-    except ConfigError:
-        pytest.skip("bf16 not supported on this CPU")
+    bf16 = ExactEngine(tiny_resnet, precision="bf16")
     fp32 = ExactEngine(tiny_resnet, precision="fp32")
     image = np.random.default_rng(1).normal(size=(3, 64, 64)).astype(np.float32)
     a = next(bf16.score(image, [(0, 0)], 64))
     b = next(fp32.score(image, [(0, 0)], 64))
     np.testing.assert_allclose(a.probs, b.probs, atol=0.05)
-
-
-def test_resolve_precision() -> None:
-    cpu = torch.device("cpu")
-    assert resolve_precision("fp32", cpu) == "fp32"
-    assert resolve_precision("auto", cpu) in ("fp32", "bf16")
 
 
 def test_cam_head_rejects_non_gap_linear_models() -> None:
@@ -96,10 +86,22 @@ def test_prepare_net_converts_a_copy_and_reuses_a_ready_net(tiny_resnet: nn.Modu
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_auto_device_is_cuda_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert torch_device("auto") == torch.device("cpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert torch_device("auto") == torch.device("cuda")
-    with pytest.raises(ConfigError, match="not a torch device"):
-        torch_device("gpu0")
+def test_check_grid_decides_what_each_mode_runs() -> None:
+    check_grid("exact", "inward", 60, 20, 2.0)  # exact mode runs any grid
+    check_grid("dense", "torchgeo", 64, 32, 1.0)
+    with pytest.raises(ConfigError, match="`stride_px`=16 is not a multiple of 32"):
+        check_grid("dense", "torchgeo", 64, 16, 1.0)
+    with pytest.raises(ConfigError, match="`grid`='inward'"):
+        check_grid("dense", "inward", 64, 32, 1.0)
+    with pytest.raises(ConfigError, match="input_scale"):
+        check_grid("dense", "torchgeo", 64, 32, 2.0)
+    with pytest.raises(ConfigError, match="`mode`='sparse'"):
+        check_grid("sparse", "torchgeo", 64, 32, 1.0)
+
+
+def test_engines_carry_the_whole_protocol(tiny_resnet: nn.Module) -> None:
+    for mode, context_px in (("exact", 0), ("dense", 64)):
+        engine = make_engine(mode, tiny_resnet, 8, "cpu", "fp32", 1.0)
+        assert isinstance(engine, Engine)
+        assert (engine.name, engine.device, engine.precision) == (mode, torch.device("cpu"), "fp32")
+        assert engine.context_px == context_px and engine.bias.shape == (10,)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from geocam.cam import ExactEngine
-from geocam.dense import DenseEngine
+from geocam.cam.dense import DenseEngine
 from geocam.errors import ConfigError
 
 
@@ -32,8 +32,9 @@ class PatchLocalNet(nn.Module):
 
 def _scores(engine, image, origins):
     out = list(engine.score(image, origins, 64))
+    cams = np.concatenate([s.cams for s in out])
     return (
-        np.concatenate([s.logits for s in out]),
+        cams.mean(axis=(2, 3)) + engine.bias,  # the logits of a GAP + linear head
         np.concatenate([s.probs for s in out]),
         np.concatenate([s.cams for s in out]),
     )

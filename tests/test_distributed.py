@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import synthetic_s2
-from test_batch import OPTIONS, TESTS, batch_scenes, cli, digests
+from helpers import OPTIONS, TESTS, batch_scenes, digests
+from helpers import cli_output as cli
 
 from geocam.batch import MANIFEST_NAME
 from geocam.chunks import chunk_blocks

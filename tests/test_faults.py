@@ -19,24 +19,32 @@ import sys
 from pathlib import Path
 
 import pytest
-from faults import ARGS, CONFIG, DRIVER, cli, complete_set, digests, drive, old_set, one_error
+from helpers import ARGS, CONFIG, DRIVER, cli, complete_set, digests, drive, old_set, one_error
 
 from geocam import pipeline, run_scene
 from geocam.errors import ResourceError
 from geocam.outputs import STAGING_PREFIX, recover
+from geocam.pipeline import run, write  # noqa: F401 - the modules the faults patch
 from geocam.provenance import Provenance, provenance_date
+from geocam.stitch import CellGrid
 
 # ---- kill -9 at many points; the rerun equals a clean run --------------------------------------
 
 #: (fault, which set the folder holds once recovered: the old one, or the new one)
 KILLS = [
     pytest.param("geocam.stitch:CellGrid.add@2:kill", "old", id="pass1"),
-    pytest.param("geocam.pipeline:_write_block@1:kill", "old", id="pass2", marks=pytest.mark.slow),
-    pytest.param("geocam.pipeline:write_cog@2:kill", "old", id="cogs", marks=pytest.mark.slow),
     pytest.param(
-        "geocam.pipeline:write_geojson@1:kill", "old", id="vectors", marks=pytest.mark.slow
+        "geocam.pipeline.raster_pass:_write_block@1:kill", "old", id="pass2", marks=pytest.mark.slow
     ),
-    pytest.param("geocam.pipeline:write_json@1:kill", "old", id="run.json", marks=pytest.mark.slow),
+    pytest.param(
+        "geocam.pipeline.write:write_cog@2:kill", "old", id="cogs", marks=pytest.mark.slow
+    ),
+    pytest.param(
+        "geocam.pipeline.write:write_geojson@1:kill", "old", id="vectors", marks=pytest.mark.slow
+    ),
+    pytest.param(
+        "geocam.pipeline.run:write_json@1:kill", "old", id="run.json", marks=pytest.mark.slow
+    ),
     pytest.param("geocam.outputs:_fsync@3:kill", "old", id="flush", marks=pytest.mark.slow),
     pytest.param("commit@1:kill", "new", id="journal", marks=pytest.mark.slow),
     pytest.param("commit@4:kill", "new", id="moves"),
@@ -63,7 +71,7 @@ def test_kill_9_with_no_old_outputs_leaves_a_folder_the_rerun_cleans(
     scene: Path, tiny_model: Path, reference: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    proc = drive("geocam.pipeline:write_cog@1:kill", str(scene), "--model", str(tiny_model),
+    proc = drive("geocam.pipeline.write:write_cog@1:kill", str(scene), "--model", str(tiny_model),
                  "--out", str(out), *ARGS)  # fmt: skip
     assert proc.returncode == -signal.SIGKILL
     assert [p.name[: len(STAGING_PREFIX)] for p in out.iterdir()] == [STAGING_PREFIX]
@@ -78,13 +86,13 @@ def test_kill_9_with_no_old_outputs_leaves_a_folder_the_rerun_cleans(
 @pytest.mark.parametrize(
     ("fault", "signum", "holds"),
     [
-        ("geocam.pipeline:_write_block@1:int", signal.SIGINT, "old"),
+        ("geocam.pipeline.raster_pass:_write_block@1:int", signal.SIGINT, "old"),
         pytest.param(
             "geocam.stitch:CellGrid.add@2:term", signal.SIGTERM, "old", marks=pytest.mark.slow
         ),
         # in the last stage (COGs, vectors, commit) the scene is finished first
         pytest.param(
-            "geocam.pipeline:write_cog@1:int", signal.SIGINT, "new", marks=pytest.mark.slow
+            "geocam.pipeline.write:write_cog@1:int", signal.SIGINT, "new", marks=pytest.mark.slow
         ),
         ("commit@3:term", signal.SIGTERM, "new"),
     ],
@@ -201,7 +209,7 @@ def test_a_write_that_finds_the_disk_full(
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(pipeline, "write_json", full)
+    monkeypatch.setattr(pipeline.run, "write_json", full)
     code, stderr = cli(str(scene), "--model", str(tiny_model), "--out", str(out), *ARGS)
     one_error(code, stderr, "ran out of space")
     assert "old outputs are unchanged" in stderr and complete_set(out) == before
@@ -215,7 +223,7 @@ def test_a_geopackage_that_finds_the_disk_full(
     def full(*args: object, **kwargs: object) -> None:
         raise DataSourceError("sqlite3_exec(CREATE TABLE x) failed: database or disk is full")
 
-    monkeypatch.setattr(pipeline, "write_gpkg", full)
+    monkeypatch.setattr(pipeline.write, "write_gpkg", full)
     out = tmp_path / "out"
     code, stderr = cli(str(scene), "--model", str(tiny_model), "--out", str(out), *ARGS)
     one_error(code, stderr, "ran out of space")
@@ -228,7 +236,7 @@ def test_memory_running_out_is_one_line(
     def huge(*args: object, **kwargs: object) -> None:
         raise MemoryError("Unable to allocate 146. GiB for an array with shape (10, 62501, 62501)")
 
-    monkeypatch.setattr(pipeline.CellGrid, "__init__", huge)
+    monkeypatch.setattr(CellGrid, "__init__", huge)
     out = tmp_path / "out"
     code, stderr = cli(str(scene), "--model", str(tiny_model), "--out", str(out), *ARGS)
     one_error(code, stderr, "ran out of memory (Unable to allocate 146. GiB")

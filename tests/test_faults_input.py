@@ -19,7 +19,7 @@ import rasterio.shutil
 import torch
 from click.testing import CliRunner
 from conftest import synthetic_s2, tiny_card, write_raster
-from faults import ARGS, CONFIG, cli, one_error
+from helpers import ARGS, CONFIG, cli, one_error
 
 from geocam import preflight, run_scene
 from geocam.cli import main

@@ -26,6 +26,7 @@ from geocam import SceneConfig, pipeline, run_scene
 from geocam.batch import MANIFEST_NAME
 from geocam.cam import cpu_supports_bf16
 from geocam.cli import main
+from geocam.config import BandSpec
 from geocam.errors import ConfigError, SceneError, TilingError
 from geocam.model import EUROSAT_CLASSES, build_net, save_model
 from geocam.preview import PreviewGrid
@@ -536,31 +537,34 @@ def test_sigterm_leaves_no_temporary_output(
     ],
 )
 def test_run_model_is_loaded_in_the_compute_dtype(
-    tiny_model: Path, precision: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+    s2_scene: Path, tiny_model: Path, tmp_path: Path, precision: str, dtype: torch.dtype
 ) -> None:
     # The engines use such a model as it is; a float32 one would be copied (twice the memory).
     config = SceneConfig(precision=precision, device="cpu")  # type: ignore[arg-type]
     loaded = pipeline.load_run_model(tiny_model, config)
     assert {p.dtype for p in loaded.net.parameters()} == {dtype}
-    seen = []
-    monkeypatch.setattr(pipeline, "load_run_model", lambda path, cfg: seen.append(cfg) or loaded)
-    monkeypatch.setattr(pipeline, "iter_scene_inputs", lambda scenes: iter(()))
-    code, output = run_cli(str(tiny_model), "--model", str(tiny_model), "--out", "o",
+    out = tmp_path / "o"
+    code, output = run_cli(str(s2_scene), "--model", str(tiny_model), "--out", str(out),
+                           "--bands", "B04=4,B03=3,B02=2", "--threads", "1", "--no-preview",
                            "--precision", precision, "-q")  # fmt: skip
     assert code == 0, output
-    assert seen and seen[0].precision == precision
+    assert json.loads((out / "run.json").read_text())["parameters"]["precision"] == precision
 
 
-def test_cli_sets_the_allocator_for_each_pass(
-    s2_scene: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_run_calls_its_stage_hooks_in_order(
+    s2_scene: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
-    from geocam import allocator
+    # The process owner's tuning (the CLI's malloc settings) runs through explicit hooks; a
+    # library call gets none.
+    from geocam.runtime import NO_HOOKS, StageHooks
 
     calls: list[str] = []
-    for name in ("one_arena", "for_model", "for_rasters"):
-        real = getattr(allocator, name)
-        monkeypatch.setattr(allocator, name, lambda n=name, f=real: (calls.append(n), f())[1])
-    code, output = run_cli(str(s2_scene), "--model", str(tiny_model), "--out", str(tmp_path / "o"),
-                           "--bands", "B04=4,B03=3,B02=2", "--threads", "1", "-q")  # fmt: skip
-    assert code == 0, output
-    assert calls == ["one_arena", "for_model", "for_rasters"]
+    hooks = StageHooks(
+        model_pass=lambda: calls.append("model_pass"),
+        raster_pass=lambda: calls.append("raster_pass"),
+        release=lambda: calls.append("release"),
+    )
+    config = SceneConfig(bands=BandSpec.parse("B04=4,B03=3,B02=2"), threads=1, preview=False)
+    run_scene(s2_scene, tiny_model, tmp_path / "o", config, hooks=hooks)
+    assert calls[:2] == ["model_pass", "raster_pass"] and set(calls[2:]) == {"release"}
+    assert NO_HOOKS == StageHooks()

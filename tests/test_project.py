@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from geocam.colours import class_colours
 from geocam.project import SceneLayers, layer_id, project_xml
-from geocam.raster import class_colours
 
 CLASSES = ("Water", "Forest")
 

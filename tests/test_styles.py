@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from geocam.colours import class_colours
 from geocam.model import EUROSAT_CLASSES
-from geocam.raster import class_colours
 from geocam.styles import HEAT_RAMP, cam_qml, classes_qml, hex_colour, salient_qml
 
 CLASSES = ("Water", "Forest & Wood", "Urban")

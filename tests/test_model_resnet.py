@@ -4,7 +4,7 @@ import pytest
 import timm
 import torch
 
-from geocam.resnet import LAYOUTS, build_resnet
+from geocam.model.resnet import LAYOUTS, build_resnet
 
 
 @pytest.mark.parametrize("arch, bands", [("resnet18", 3), ("resnet50", 13)])
@@ -45,7 +45,7 @@ def test_scene_modules_do_not_import_timm():
 def test_folded_batch_norms_give_the_same_outputs(arch):
     import copy
 
-    from geocam.resnet import fold_batch_norms
+    from geocam.model.resnet import fold_batch_norms
 
     torch.manual_seed(0)
     net = build_resnet(arch, 3, 10)

@@ -24,9 +24,10 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from .cam import WindowScores, cam_head, compute_dtype, prepare_net, resolve_precision
-from .config import Precision
-from .errors import ConfigError
+from ..config import Precision
+from ..errors import ConfigError
+from ..runtime import compute_dtype, resolve_precision
+from .base import WindowScores, cam_head, prepare_net
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class DenseEngine:
         origins_rc: Sequence[tuple[int, int]],
         window_px: int,
     ) -> Iterator[WindowScores]:
-        """Score windows cut from ``image`` (see :class:`geocam.cam.Engine`).
+        """Score windows cut from ``image`` (see :class:`geocam.cam.base.Engine`).
 
         Window origins must lie on one 32 px lattice; the image is cropped to the lattice-aligned
         box that holds every window, and one :meth:`cam_map` serves them all.
@@ -166,7 +167,6 @@ class DenseEngine:
             probs = np.exp(shifted)
             probs /= probs.sum(axis=1, keepdims=True)
             yield WindowScores(
-                logits=logits.astype(np.float32),
                 probs=probs.astype(np.float32),
                 cams=win.astype(np.float32),
             )

@@ -12,16 +12,13 @@ from rasterio.windows import Window
 
 from geocam.config import BandSpec
 from geocam.errors import BandError, BandOrderWarning, ConfigError, NodataWarning, SceneError
+from geocam.io.bands import match_bands
+from geocam.io.reader import SceneReader
+from geocam.io.scene import open_scene
+from geocam.io.sentinel2 import detect_dn_offset, group_inputs
 from geocam.model import RGB_BANDS
 from geocam.radiometry import Radiometry
-from geocam.scene import (
-    SceneReader,
-    detect_dn_offset,
-    group_inputs,
-    match_bands,
-    open_scene,
-    render,
-)
+from geocam.render import render
 
 needs_havel = pytest.mark.skipif(not HAVEL_JP2.exists(), reason="../shared Havel scene not present")
 

@@ -1,10 +1,10 @@
 """A small ResNet for inference, with timm's module names, so scene runs need not import timm.
 
-``import timm`` pulls torchvision, which imports ``torch._dynamo``: about 2.6 s and 200 MB per
-process on the development CPU. Scene runs only need the forward pass of a standard ResNet, so
+``import timm`` pulls torchvision, which imports ``torch._dynamo``: seconds and hundreds of MB
+per process. Scene runs only need the forward pass of a standard ResNet, so
 :func:`build_resnet` rebuilds timm's ``resnet18/34/50/101/152`` (stem 7x7/2 + max pool, basic
 or bottleneck blocks with the stride on the 3x3 conv, 1x1 conv + BN shortcuts, global average
-pool, linear head) with the same state-dict keys. ``tests/test_resnet.py`` checks it against
+pool, linear head) with the same state-dict keys. ``tests/test_model_resnet.py`` checks it against
 timm. Training still builds its networks with timm.
 """
 
@@ -166,8 +166,8 @@ def fold_batch_norms(net: ResNet) -> ResNet:
 
     An eval-mode BN after a bias-free conv is a per-channel affine map, so the pair is one conv
     with ``w * s`` and bias ``beta - mean * s``, ``s = gamma / sqrt(var + eps)`` (computed in
-    float32, written into the weights). The BNs become ``nn.Identity``: one
-    pass over each activation fewer (ResNet50, 64 px, bf16, 2 cores: about 5 % faster).
+    float32, written into the weights). The BNs become ``nn.Identity``: one pass over each
+    activation fewer.
     """
     for module in list(net.modules()):
         for conv_name, bn_name in _conv_bn_pairs(module):

@@ -11,7 +11,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from geocam.raster import PyramidWriter, average_2x, overview_factors, write_cog
+from geocam.io.pyramid import PyramidWriter, average_2x, overview_factors
+from geocam.io.raster import write_cog
 
 UTM = CRS.from_epsg(32633)
 T = Affine(10, 0, 330000, 0, -10, 5822040)

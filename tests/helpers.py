@@ -1,4 +1,5 @@
-"""Shared by the fault-injection tests (test_faults*.py): runs, output sets, one-line errors."""
+"""Helpers shared by the test modules: CLI runs, output sets and their digests, one-line errors,
+batches of scenes."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from affine import Affine
 from click.testing import CliRunner
 
 from geocam import SceneConfig
@@ -21,16 +24,20 @@ TESTS = Path(__file__).parent
 DRIVER = TESTS / "fault_driver.py"
 ARGS = ["--stride-px", "16", "--batch-size", "4", "--threads", "1", "--precision", "fp32", "-q"]
 CONFIG = SceneConfig(stride_px=16, batch_size=4, threads=1, precision="fp32")
+#: Files whose bytes differ between runs by design (timings, process ids, modification times):
+#: run.json, and the batch manifest the CLI keeps beside a single scene's outputs.
+VOLATILE = {"run.json", MANIFEST_NAME}
+#: Options of the batch tests' runs.
+OPTIONS = ["--stride-px", "32", "--threads", "1", "--precision", "fp32", "--block-px", "64"]
 OLD = SceneConfig(stride_px=32, threads=1, precision="fp32", threshold=0.3, preview=False)
 
 
 def digests(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``folder`` but run.json (its timings differ run to run) and
-    the batch manifest the CLI keeps beside a single scene's outputs."""
+    """SHA-256 of every file under ``folder`` (relative POSIX path) but :data:`VOLATILE`."""
     return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name not in ("run.json", MANIFEST_NAME)
+        if p.is_file() and p.name not in VOLATILE
     }
 
 
@@ -44,8 +51,24 @@ def complete_set(folder: Path) -> dict[str, str]:
 
 
 def cli(*args: str) -> tuple[int, str]:
+    """``geocam run ARGS`` in this process: (exit code, stderr)."""
     result = CliRunner().invoke(main, ["run", *args])
     return result.exit_code, result.stderr
+
+
+def cli_output(*args: str) -> tuple[int, str]:
+    """``geocam run ARGS`` in this process: (exit code, stdout and stderr)."""
+    result = CliRunner().invoke(main, ["run", *args])
+    return result.exit_code, result.output
+
+
+def batch_scenes(make_scene: Callable[..., Path]) -> list[Path]:
+    """Three scenes: two overlapping ones in EPSG:32633 and one in EPSG:32632."""
+    return [
+        make_scene("s1.tif", seed=1),
+        make_scene("s2.tif", seed=2, transform=Affine(10, 0, 330960, 0, -10, 5821720)),
+        make_scene("s3.tif", seed=3, crs="EPSG:32632"),
+    ]
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -12,7 +12,7 @@ import shapely
 from pyproj import Transformer
 from rasterio.crs import CRS
 
-from geocam.export import write_geojson
+from geocam.io.vectors import write_geojson
 
 
 def _signed_area(ring: np.ndarray) -> float:
@@ -49,7 +49,7 @@ def test_gpkg_version_metadata_style_and_ids(tmp_path: Path) -> None:
 
     import pyogrio
 
-    from geocam.export import polygons_frame, write_gpkg
+    from geocam.io.vectors import polygons_frame, write_gpkg
     from geocam.polygonize import SalientPolygon
 
     polygons = [
@@ -90,7 +90,7 @@ def test_image_georeference_is_read_by_gdal(tmp_path: Path) -> None:
     from affine import Affine
     from PIL import Image
 
-    from geocam.export import write_image_georeference
+    from geocam.io.vectors import write_image_georeference
 
     png = tmp_path / "preview.png"
     Image.new("RGB", (40, 30)).save(png)

@@ -1,0 +1,1 @@
+"""Input and output: scenes in, rasters and vectors out (the only modules that open files)."""
