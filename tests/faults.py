@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from geocam import SceneConfig
 from geocam.batch import MANIFEST_NAME
 from geocam.cli import main
+from geocam.cli.logs import RUN_LOG
 from geocam.outputs import STAGING_PREFIX
 
 TESTS = Path(__file__).parent
@@ -25,12 +26,12 @@ OLD = SceneConfig(stride_px=32, threads=1, precision="fp32", threshold=0.3, prev
 
 
 def digests(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``folder`` but run.json (its timings differ run to run) and
-    the batch manifest the CLI keeps beside a single scene's outputs."""
+    """SHA-256 of every file under ``folder`` but run.json (its timings differ run to run), and
+    the batch manifest and run log the CLI keeps beside a single scene's outputs."""
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name not in ("run.json", MANIFEST_NAME)
+        if p.is_file() and p.name not in ("run.json", MANIFEST_NAME, RUN_LOG)
     }
 
 

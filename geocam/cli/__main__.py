@@ -1,0 +1,5 @@
+"""``python -m geocam.cli``: the ``geocam`` command."""
+
+from . import main
+
+main()
