@@ -43,7 +43,7 @@ def table(cls: type) -> str:
 def render(text: str) -> str:
     """``text`` (the README) with every options table regenerated."""
     for name, cls in TABLES.items():
-        pattern = re.compile(rf"(<!-- options:{name} -->\n)(?:.*?\n)?(<!-- /options:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- options:{name} -->\n)(?:.*?\n)?(<!-- /options:{name} -->)", re.DOTALL)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- options:{name} --> block")
         text = pattern.sub(lambda m, c=cls: m.group(1) + table(c) + "\n" + m.group(2), text)
@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
     wanted = render(current)
     if "--check" in argv:
         if wanted != current:
-            print("README.md option tables are stale: run python scripts/options_table.py")
+            print("README.md option tables are stale: run python scripts/options_table.py")  # noqa: T201
             return 1
         return 0
     README.write_text(wanted)

@@ -22,11 +22,12 @@ from click.testing import CliRunner
 from geocam import SceneConfig, run_scene
 from geocam.batch import MANIFEST_NAME
 from geocam.cli import main
+from geocam.cli.logs import RUN_LOG
 from geocam.errors import SceneError
 
 TESTS = Path(__file__).parent
 #: Files whose bytes differ between runs by design (timings, process ids, modification times).
-VOLATILE = {"run.json", MANIFEST_NAME}
+VOLATILE = {"run.json", MANIFEST_NAME, RUN_LOG}
 OPTIONS = ["--stride-px", "32", "--threads", "1", "--precision", "fp32", "--block-px", "64"]
 
 

@@ -141,11 +141,11 @@ def test_run_appends_a_log_to_out(tmp_path, captured):
 
 def test_a_failed_run_in_a_new_folder_leaves_nothing(tmp_path, captured):
     result = _run(tmp_path, "--out", str(tmp_path / "fail"))
-    assert result.exit_code == 1
+    assert result.exit_code == 1 and result.output.count("\n") == 1
     assert not (tmp_path / "fail").exists()
     (tmp_path / "fail").mkdir()
     assert _run(tmp_path, "--out", str(tmp_path / "fail")).exit_code == 1
-    assert "the run failed" in (tmp_path / "fail" / RUN_LOG).read_text()  # its record stays
+    assert "failed: ClickException: failed" in (tmp_path / "fail" / RUN_LOG).read_text()
 
 
 def test_the_run_path_loads_no_lightning():

@@ -19,6 +19,15 @@ RUN_LOG = "geocam.log"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class _RunLogHandler(logging.FileHandler):
+    """A log file that never disturbs the command: a write it cannot make (a full disk) is
+    dropped, not reported on stderr, where the command's one-line error goes.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def configure_logging(verbosity: int, log_file: Path | None = None) -> None:
     """Send log records to stderr at a level set by ``verbosity``, and to a file at INFO.
 
@@ -33,7 +42,7 @@ def configure_logging(verbosity: int, log_file: Path | None = None) -> None:
     level = stderr_level
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        to_file = logging.FileHandler(log_file)
+        to_file = _RunLogHandler(log_file)
         to_file.setLevel(min(logging.INFO, stderr_level))
         handlers.append(to_file)
         level = min(level, to_file.level)
@@ -41,6 +50,25 @@ def configure_logging(verbosity: int, log_file: Path | None = None) -> None:
     # GDAL's warnings come through these loggers; a failing write adds some to geocam's error.
     for name in ("rasterio", "pyogrio"):
         logging.getLogger(name).setLevel(logging.ERROR if verbosity < 1 else logging.NOTSET)
+
+
+def log_failure(err: BaseException) -> None:
+    """Record why a command failed in the log files only (stderr gets its one-line message).
+
+    Errors geocam raises on purpose, and interrupts, are recorded as their message; anything
+    else with its traceback.
+    """
+    from ..errors import GeocamError
+    from ..terminal import Terminated
+
+    expected = isinstance(err, GeocamError | KeyboardInterrupt | Terminated)
+    record = logging.getLogger("geocam").makeRecord(
+        "geocam", logging.ERROR, __file__, 0, "failed: %s: %s", (type(err).__name__, err),
+        None if expected else (type(err), err, err.__traceback__),
+    )  # fmt: skip
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def command_line() -> str:

@@ -14,7 +14,7 @@ import click
 from ..config import SceneConfig
 from ..terminal import INTERRUPTS, c_stderr_aside
 from .base import fail_cleanly, main, show_warning, verbosity
-from .logs import RUN_LOG, command_line, configure_logging, drop_run_log
+from .logs import RUN_LOG, command_line, configure_logging, drop_run_log, log_failure
 from .options import config_file, config_options, given, quiet
 
 if TYPE_CHECKING:
@@ -77,9 +77,9 @@ def run(
     try:
         with c_stderr_aside(level, reconfigure):
             _run_scenes(scene, model_path, out_dir, config, quiet, scheduler, force, chunk_px)
-    except BaseException:
-        log.exception("the run failed")
-        drop_run_log(out_dir, made, level)
+    except BaseException as err:
+        log_failure(err)
+        drop_run_log(out_dir, made and log_file is not None, level)
         raise
 
 
