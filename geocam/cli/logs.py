@@ -20,8 +20,10 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class _RunLogHandler(logging.FileHandler):
-    """A log file that never disturbs the command: a write it cannot make (a full disk) is
-    dropped, not reported on stderr, where the command's one-line error goes.
+    """A log file that never disturbs the command.
+
+    A write it cannot make (a full disk) is dropped, not reported on stderr, where the
+    command's one-line error goes.
     """
 
     def handleError(self, record: logging.LogRecord) -> None:
