@@ -180,3 +180,38 @@ def test_python_dash_m_runs_the_command_line():
         check=False,
     )
     assert done.returncode == 0 and "run" in done.stdout
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """The TrainConfig `geocam train` would train with, without Lightning."""
+    import types
+
+    seen = {}
+
+    def train(cfg, progress=True):
+        seen.update(cfg=cfg, progress=progress)
+        test = {"overall_accuracy": 1.0, "n": 1}
+        return {"model": str(cfg.model_file), "epochs": 1, "wall_time_s": 0.0, "test": test}
+
+    monkeypatch.setitem(sys.modules, "geocam.training.fit", types.SimpleNamespace(train=train))
+    return seen
+
+
+def test_train_without_options_uses_the_config_defaults(tmp_path, trained):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--root", "r", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    cfg = trained["cfg"]
+    assert cfg == TrainConfig(root=Path("r"), out_dir=out, command=cfg.command)
+    assert trained["progress"] is False and (out / "train.log").is_file()
+
+
+def test_train_options_override_the_yaml_file(tmp_path, trained):
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(f"root: r\nout_dir: {tmp_path / 'run'}\nepochs: 5\nlr: 0.01\nbands: [b04]\n")
+    result = CliRunner().invoke(main, ["train", "--config", str(cfg), "--lr", "0.5"])
+    assert result.exit_code == 0, result.output
+    got = trained["cfg"]
+    assert (got.epochs, got.lr, got.bands, got.root) == (5, 0.5, ("B04",), Path("r"))
+    assert trained["progress"] is True
