@@ -249,20 +249,8 @@ class SceneConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if (
-            self.window_px is not None
-            and self.stride_px is not None
-            and self.stride_px > self.window_px
-        ):
-            raise ConfigError(
-                f"`stride_px`={self.stride_px} exceeds `window_px`={self.window_px}; gaps "
-                "would be left unscored: use a stride <= the window size"
-            )
-        if self.window_px is not None and self.block_px < self.window_px:
-            raise ConfigError(
-                f"`block_px`={self.block_px} is smaller than `window_px`={self.window_px}; "
-                "use a block at least one window wide"
-            )
+        if self.window_px is not None:
+            self.resolved_window(self.window_px)  # stride and block against the window
         if not self.device.strip():
             raise ConfigError("`device`='' is empty; pass e.g. cpu or cuda")
 
