@@ -537,7 +537,11 @@ def test_sigterm_leaves_no_temporary_output(
     ],
 )
 def test_run_model_is_loaded_in_the_compute_dtype(
-    tiny_model: Path, precision: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+    tiny_model: Path,
+    precision: str,
+    dtype: torch.dtype,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     # The engines use such a model as it is; a float32 one would be copied (twice the memory).
     config = SceneConfig(precision=precision, device="cpu")  # type: ignore[arg-type]
@@ -546,7 +550,7 @@ def test_run_model_is_loaded_in_the_compute_dtype(
     seen = []
     monkeypatch.setattr(pipeline, "load_run_model", lambda path, cfg: seen.append(cfg) or loaded)
     monkeypatch.setattr(pipeline, "iter_scene_inputs", lambda scenes: iter(()))
-    code, output = run_cli(str(tiny_model), "--model", str(tiny_model), "--out", "o",
+    code, output = run_cli(str(tiny_model), "--model", str(tiny_model), "--out", str(tmp_path / "o"),
                            "--precision", precision, "-q")  # fmt: skip
     assert code == 0, output
     assert seen and seen[0].precision == precision
