@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint options-table bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found: install Python 3.12 or set PYTHON312=/path/to/python3.12" >&2; exit 2; }
@@ -20,6 +20,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# README's option tables, generated from the config fields (tests/test_cli.py checks them).
+options-table: $(VENV)/.installed
+	$(PY) scripts/options_table.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check geocam tests benchmarks

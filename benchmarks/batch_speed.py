@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HAVEL = ROOT.parent / "shared/data/scenes/havel_s2l1c_20170216_13band_eurosat_order_10m.tif"
 SAMPLE = ROOT / "data/sample/havel_crop.tif"
 MODEL = ROOT / "data/models/geocam-resnet50-eurosat-rgb.safetensors"
-VOLATILE = {"run.json", "geocam-batch.json"}
+VOLATILE = {"run.json", "geocam-batch.json", "geocam.log"}
 
 
 def make_scenes(folder: Path, size: str) -> list[Path]:

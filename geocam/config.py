@@ -1,7 +1,8 @@
 """Scene-run settings: a frozen, validated dataclass, loadable from YAML (``pipelines/scene_cam.yaml``).
 
 Every field has a default that works for the bundled EuroSAT models; ``None`` means "take it
-from the model card or the scene's metadata". Validation happens in ``__post_init__`` and raises
+from the model card or the scene's metadata". Each field is declared once with
+:func:`geocam.options.setting`; validation happens in ``__post_init__`` and raises
 :class:`~geocam.errors.ConfigError` naming the field, the value and the fix (STYLE C10).
 """
 
@@ -9,16 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import re
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from . import options
 from .errors import ConfigError
+from .options import (
+    batch_size_setting,
+    check_fields,
+    device_setting,
+    precision_setting,
+    setting,
+    threads_setting,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +35,9 @@ Precision = Literal["auto", "fp32", "bf16"]
 Grid = Literal["torchgeo", "inward"]
 Level = Literal["L1C", "L2A"]
 
-MODES: tuple[str, ...] = ("exact", "dense")
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
-GRIDS: tuple[str, ...] = ("torchgeo", "inward")
+MODES: tuple[str, ...] = typing.get_args(Mode)
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+GRIDS: tuple[str, ...] = typing.get_args(Grid)
 
 _BAND_NAME = re.compile(r"^B(0?[1-9]|1[0-2]|8A)$", re.IGNORECASE)
 
@@ -105,165 +113,144 @@ def normalise_band_name(name: str) -> str:
     return "B8A" if number == "8A" else f"B{int(number):02d}"
 
 
+def _dn_offset(text: str) -> float | None:
+    """``--dn-offset``: ``auto`` (None: from the product metadata) or a number."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError as err:
+        raise ConfigError(f"`dn_offset`={text!r} is neither 'auto' nor a number") from err
+
+
+def _level(text: str) -> str:
+    """``--level``: L1C or L2A, in either case."""
+    return text.strip().upper()
+
+
 @dataclass(frozen=True, slots=True)
 class SceneConfig:
     """How to score one scene; every field is validated on construction.
 
-    Attributes:
-        window_px: window edge in scene pixels; None: the model card's ``window_px``.
-        stride_px: step between window origins in pixels; None: half the window. Must be
-            <= ``window_px`` so that every pixel is scored.
-        grid: window layout. ``"torchgeo"``: exactly torchgeo 0.10's ``GriddedPatchSampler``
-            (the grid is centred on the scene, so edge windows may overhang it by less than half
-            a stride; overhanging pixels count as nodata). ``"inward"``: the last row/column of
-            windows is shifted inward so that no window leaves the scene (the deprecated
-            ``GridGeoSampler`` layout).
-        batch_size: windows per model call (64: ResNet50 at 64 px in bf16 on 2 cores ran about
-            10 % faster than with 32 or 128).
-        bands: explicit band mapping (``B04=3,B03=2,B02=1`` or ``3,2,1``); None: match by name.
-        device: torch device, e.g. ``"cpu"`` or ``"cuda"``; ``"auto"``: CUDA when torch sees
-            a GPU, else the CPU.
-        threads: torch intra-op threads; None: all CPU cores.
-        mode: ``"exact"`` (each window on its own, as in training) or ``"dense"`` (one
-            backbone pass per block, windows pooled from the feature map; see geocam.dense).
-        precision: ``"bf16"``, ``"fp32"``, or ``"auto"`` (bf16 on CPUs with AVX512-BF16 or AMX
-            and on CUDA devices that support it, fp32 otherwise): the model's weights and
-            activations.
-        reflectance_scale: the scene's digital numbers are reflectance x this (Sentinel-2:
-            10000); None: from the scene (GDAL scale/offset metadata, 0-1 floats, 8-bit
-            true-colour renderings, else 10000). See geocam.radiometry.
-        dn_offset: added to digital numbers before scaling (L2A/L1C from processing baseline
-            04.00: -1000); None: read it from the product metadata, else 0.
-        level: the scene's processing level, ``"L1C"`` or ``"L2A"``; None: from the product
-            metadata, tags or names (recorded in run.json).
-        l2a_path_radiance: add a typical path radiance (geocam.radiometry.PATH_RADIANCE_DN) to
-            L2A scenes so they look like the L1C data the model was trained on (EuroSAT is
-            L1C; benchmarks/README.md measures it on real L2A scenes).
-        radiometry_check: refuse scenes whose values cannot be reflectance at the scale
-            decided (a sample's percentiles; see geocam.radiometry).
-        nodata: digital number marking missing pixels; None: the scene's nodata value, else 0
-            for Sentinel-2 scenes (the products' NODATA value), else every pixel is valid. In
-            float scenes NaN and infinite values are nodata whatever this says.
-        min_valid_fraction: windows with fewer valid pixels than this fraction are skipped and
-            their area is left as nodata unless another window covers it.
-        block_px: edge of the output blocks that are rendered and written at a time; bounds the
-            memory of a run. A multiple of every overview factor (a power of two such as 512)
-            lets the heat COG's overviews be averaged as blocks are written; otherwise GDAL
-            computes them at the end, more slowly.
-        threshold: polygon rule, part 1: a pixel is salient for class c when its CAM, divided
-            by the class's maximum over the scene, is >= this.
-        min_probability: polygon rule, part 2: ...and class c wins the pixel (the class map) or
-            the blended window probability of c is >= this.
-        sieve_px: connected areas (4-connectivity) smaller than this many pixels are removed
-            from the salient masks, and holes smaller than this are filled.
-        simplify_px: polygon simplification tolerance in pixels (topology-preserving).
-        preview: write ``preview.png``.
-        preview_px: longest edge of the preview image in pixels.
-        overviews: add overviews to the COGs.
-        max_windows: the preflight refuses a scene with more windows than this (0: no limit);
-            2,000,000 windows is a full Sentinel-2 tile at a stride of 8 px (about an hour on
-            two CPU cores).
-        max_memory_mib: the preflight refuses a scene whose stitching lattice and blocks need
-            more memory than this, in MiB; None: the memory the machine has available; 0: no
-            check.
-        gdal_env: GDAL configuration options applied through ``rasterio.Env`` during the run.
-            ``GDAL_CACHEMAX`` is in bytes there: the default 64 keeps no block once it is read
-            or written (a run reads each block once; a 64 MiB cache added 60 MiB to Havel's
-            peak RSS and no speed).
+    Each field's help, flag, default and bounds are declared with it (:func:`setting`); the
+    CLI options, the YAML loader and the README table come from there. Notes on the whys:
+
+    * ``grid="torchgeo"`` is exactly torchgeo 0.10's ``GriddedPatchSampler``: the grid is
+      centred on the scene, so edge windows may overhang it by less than half a stride
+      (overhanging pixels count as nodata); ``"inward"`` shifts the last row and column of
+      windows inward (the deprecated ``GridGeoSampler`` layout).
+    * ``stride_px`` must not exceed ``window_px``, so that every pixel is scored.
+    * ``l2a_path_radiance`` adds geocam.radiometry.PATH_RADIANCE_DN to L2A scenes so they look
+      like the L1C data EuroSAT was rendered from.
+    * ``block_px`` bounds the memory of a run. A multiple of every overview factor (a power of
+      two) lets the heat COG's overviews be averaged as blocks are written; otherwise GDAL
+      computes them at the end, more slowly.
+    * ``gdal_env`` is applied through ``rasterio.Env``; ``GDAL_CACHEMAX`` is in bytes there,
+      and the small default keeps no block once read or written (a run reads each block once).
     """
 
-    window_px: int | None = None
-    stride_px: int | None = None
-    grid: Grid = "torchgeo"
-    batch_size: int = 64
-    bands: BandSpec | None = None
-    device: str = "auto"
-    threads: int | None = None
-    mode: Mode = "exact"
-    precision: Precision = "auto"
-    reflectance_scale: float | None = None
-    dn_offset: float | None = None
-    level: Level | None = None
-    l2a_path_radiance: bool = True
-    radiometry_check: bool = True
-    nodata: float | None = None
-    min_valid_fraction: float = 0.5
-    block_px: int = 512
-    threshold: float = 0.5
-    min_probability: float = 0.5
-    sieve_px: int = 16
-    simplify_px: float = 1.0
-    preview: bool = True
-    preview_px: int = 1600
-    overviews: bool = True
-    max_windows: int = 2_000_000
-    max_memory_mib: int | None = None
-    gdal_env: Mapping[str, Any] = field(
-        default_factory=lambda: {"GDAL_NUM_THREADS": "1", "GDAL_CACHEMAX": 64}
+    window_px: int | None = setting(
+        None, help="Window edge in pixels.", low=1, shown="the model's window on the ground"
+    )
+    stride_px: int | None = setting(
+        None, help="Step between window origins in pixels.", low=1, shown="window / 2"
+    )
+    grid: Grid = setting(
+        "torchgeo",
+        help="Window layout: torchgeo (GriddedPatchSampler, centred) or inward (edges shifted in).",
+    )
+    batch_size: int = batch_size_setting(64)
+    bands: BandSpec | None = setting(
+        None,
+        help="Scene bands for the model's bands: B04=3,B03=2,B02=1 or 3,2,1 (1-based).",
+        parse=BandSpec.parse,
+        shown="matched by name",
+        hint="e.g. B04=3,B03=2,B02=1 or 3,2,1",
+    )
+    device: str = device_setting("auto")
+    threads: int | None = threads_setting()
+    mode: Mode = setting(
+        "exact",
+        help="Engine: exact (each window alone, as in training) or dense (one backbone pass "
+        "per block, windows pooled from the feature map).",
+    )
+    precision: Precision = precision_setting()
+    reflectance_scale: float | None = setting(
+        None,
+        help="Scene DNs are reflectance x this.",
+        low=0,
+        low_open=True,
+        finite=True,
+        shown="from the scene, else 10000",
+        hint="10000 for Sentinel-2 products, 1000 for reflectance x 1000",
+    )
+    dn_offset: float | None = setting(
+        None,
+        help="Added to DNs first: 'auto' (product metadata) or a number, e.g. -1000.",
+        finite=True,
+        parse=_dn_offset,
+        shown="auto",
+    )
+    level: Level | None = setting(
+        None,
+        help="Processing level, L1C or L2A.",
+        parse=_level,
+        shown="from product metadata, tags or names",
+    )
+    l2a_path_radiance: bool = setting(
+        True, help="Add a typical path radiance to L2A scenes (L1C-like, as EuroSAT)."
+    )
+    radiometry_check: bool = setting(
+        True, help="Refuse values that cannot be reflectance at the scale decided."
+    )
+    nodata: float | None = setting(
+        None,
+        help="Nodata DN (NaN and infinite values in float scenes are nodata anyway).",
+        shown="the scene's; 0 for Sentinel-2",
+    )
+    min_valid_fraction: float = setting(
+        0.5, help="Skip windows with a smaller valid fraction.", flag="--min-valid", low=0, high=1
+    )
+    block_px: int = setting(512, help="Output block edge in pixels; bounds memory.", low=1)
+    threshold: float = setting(
+        0.5, help="Polygons: min CAM / the class's scene maximum.", low=0, high=1
+    )
+    min_probability: float = setting(
+        0.5, help="Polygons: min window probability where the class does not win.", low=0, high=1
+    )
+    sieve_px: int = setting(
+        16, help="Polygons: drop areas and fill holes under this many pixels.", low=0,
+        hint="0 disables sieving",
+    )  # fmt: skip
+    simplify_px: float = setting(
+        1.0, help="Polygons: simplification tolerance in pixels (topology-preserving).", low=0
+    )
+    preview: bool = setting(True, help="Write preview.png.")
+    preview_px: int = setting(1600, help="Longest edge of preview.png in pixels.", low=1, cli=False)
+    overviews: bool = setting(True, help="Add overviews to the COGs.")
+    max_windows: int = setting(
+        2_000_000,
+        help="Refuse scenes with more windows (a Sentinel-2 tile at stride 8 px).",
+        low=0,
+        hint="0: no limit",
+    )
+    max_memory_mib: int | None = setting(
+        None,
+        help="Refuse scenes whose stitching lattice and blocks need more MiB.",
+        low=0,
+        shown="available memory",
+        hint="0: no check",
+    )
+    gdal_env: Mapping[str, Any] = setting(
+        default_factory=lambda: {"GDAL_NUM_THREADS": "1", "GDAL_CACHEMAX": 64},
+        help="GDAL configuration options for the run (GDAL_CACHEMAX in bytes).",
+        cli=False,
     )
 
     def __post_init__(self) -> None:
-        def positive_int(name: str, value: object, allow_none: bool = False) -> None:
-            if value is None and allow_none:
-                return
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"`{name}`={value!r} must be a positive integer")
-
-        positive_int("window_px", self.window_px, allow_none=True)
-        positive_int("stride_px", self.stride_px, allow_none=True)
-        positive_int("batch_size", self.batch_size)
-        positive_int("threads", self.threads, allow_none=True)
-        positive_int("block_px", self.block_px)
-        positive_int("preview_px", self.preview_px)
-        for name in ("max_windows", "max_memory_mib"):
-            value = getattr(self, name)
-            if value is None and name == "max_memory_mib":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"`{name}`={value!r} must be an integer >= 0 (0: no limit)")
-        if self.nodata is not None and not isinstance(self.nodata, int | float):
-            raise ConfigError(f"`nodata`={self.nodata!r} must be a number, nan, or None")
-        if self.sieve_px < 0:
-            raise ConfigError(f"`sieve_px`={self.sieve_px!r} must be >= 0 (0 disables sieving)")
-        if (
-            self.window_px is not None
-            and self.stride_px is not None
-            and self.stride_px > self.window_px
-        ):
-            raise ConfigError(
-                f"`stride_px`={self.stride_px} exceeds `window_px`={self.window_px}; gaps "
-                "would be left unscored: use a stride <= the window size"
-            )
-        if self.window_px is not None and self.block_px < self.window_px:
-            raise ConfigError(
-                f"`block_px`={self.block_px} is smaller than `window_px`={self.window_px}; "
-                "use a block at least one window wide"
-            )
-        if self.mode not in MODES:
-            raise ConfigError(f"`mode`={self.mode!r} is not one of {', '.join(MODES)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"`precision`={self.precision!r} is not one of {', '.join(PRECISIONS)}"
-            )
-        if self.grid not in GRIDS:
-            raise ConfigError(f"`grid`={self.grid!r} is not one of {', '.join(GRIDS)}")
-        if self.level is not None and self.level not in ("L1C", "L2A"):
-            raise ConfigError(f"`level`={self.level!r} is not one of L1C, L2A")
-        if self.reflectance_scale is not None and not (
-            math.isfinite(self.reflectance_scale) and self.reflectance_scale > 0
-        ):
-            raise ConfigError(
-                f"`reflectance_scale`={self.reflectance_scale!r} must be a positive number "
-                "(10000 for Sentinel-2 products, 1000 for reflectance x 1000)"
-            )
-        if self.dn_offset is not None and not math.isfinite(self.dn_offset):
-            raise ConfigError(f"`dn_offset`={self.dn_offset!r} must be a finite number or None")
-        for name in ("min_valid_fraction", "threshold", "min_probability"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"`{name}`={value!r} must lie in [0, 1]")
-        if self.simplify_px < 0:
-            raise ConfigError(f"`simplify_px`={self.simplify_px!r} must be >= 0")
+        check_fields(self)
+        if self.window_px is not None:
+            self.resolved_window(self.window_px)  # stride and block against the window
         if not self.device.strip():
             raise ConfigError("`device`='' is empty; pass e.g. cpu or cuda")
 
@@ -314,24 +301,7 @@ def from_mapping(raw: Mapping[str, Any], source: str = "config") -> SceneConfig:
     Raises:
         ConfigError: an unknown key or an invalid value.
     """
-    known = {f.name for f in dataclasses.fields(SceneConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    values = dict(raw)
-    bands = values.get("bands")
-    if isinstance(bands, str):
-        values["bands"] = BandSpec.parse(bands)
-    elif isinstance(bands, list | tuple):
-        values["bands"] = BandSpec.parse(",".join(str(b) for b in bands))
-    elif bands is not None and not isinstance(bands, BandSpec):
-        raise ConfigError(f"{source}: `bands`={bands!r} must be text such as B04=3,B03=2,B02=1")
-    try:
-        return SceneConfig(**values)
-    except TypeError as err:
-        raise ConfigError(f"{source}: {err}") from err
+    return options.from_mapping(SceneConfig, raw, source)
 
 
 def load_config(path: Path) -> SceneConfig:
@@ -340,17 +310,4 @@ def load_config(path: Path) -> SceneConfig:
     Raises:
         ConfigError: the file is missing, is not YAML, is not a mapping, or has bad values.
     """
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(
-            f"`config`={str(path)!r} cannot be read ({err}); pass a YAML file"
-        ) from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"`config`={str(path)!r} is not valid YAML ({err})") from err
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"`config`={str(path)!r} must hold a mapping of setting: value")
-    return from_mapping(raw, source=str(path))
+    return from_mapping(options.read_yaml(path), source=str(path))

@@ -8,16 +8,14 @@ sums to a constant where windows overlap by half, and added to per-lattice-cell 
 probability and weight (STYLE C8). The lattice holds the whole scene yet stays small (a 10980 x
 10980 Sentinel-2 tile at 16 px: 688 x 688 cells, about 40 MB for 10 classes).
 
-Once the lattice is complete it is smoothed by a binomial ``[1, 4, 6, 4, 1] / 16`` per axis
-(:func:`smooth_cells`, a Gaussian of one lattice cell): a window's CAM cells carry the
-network's position bias (the cell that sees the whole window holds about twice the others'
-evidence), and taper and bias together print the window grid on the map; the smoothing removes
-it and the dips of the maximum over classes between cell centres, and keeps objects of a
-feature cell. Per-pixel rasters are rendered from the smoothed lattice on demand, for any window
-of the scene: bilinear interpolation between lattice cell centres. Uncovered cells take no part
-in either step (normalised convolution), so values are seamless across blocks and never depend
-on the block size. Raw values are kept; the scene is normalised once, by the per-class maximum over the
-lattice (DESIGN.md).
+Once complete, the lattice is smoothed by a binomial ``[1, 4, 6, 4, 1] / 16`` per axis
+(:func:`smooth_cells`): the network's position bias (the cell that sees the whole window holds
+about twice the others' evidence) and the taper print the window grid, and the maximum over
+classes dips between cell centres; the smoothing removes both and keeps objects of a feature
+cell. Pixels are rendered from the smoothed lattice on demand, for any window of the scene, by
+bilinear interpolation between cell centres. Uncovered cells take no part in either step
+(normalised convolution), so values are seamless across blocks and independent of block size.
+Raw values are kept; the scene is normalised once, by the per-class maximum (DESIGN.md).
 """
 
 from __future__ import annotations
@@ -76,8 +74,7 @@ def smooth_cells(
 ) -> npt.NDArray[np.float32]:
     """:data:`SMOOTHING` along both lattice axes, over the cells present only.
 
-    Normalised convolution: cells not present take no part, and a cell near the edge of the
-    covered area keeps the weight of the taps that are there.
+    Normalised convolution: near the edge of the covered area, the taps that are there count.
 
     Args:
         values: ``(classes, rows, cols)`` per-cell means (any value where not present).
@@ -96,11 +93,9 @@ def smooth_cells(
 
 def _convolve(a: npt.NDArray[np.float32], axis: int) -> npt.NDArray[np.float32]:
     """:data:`SMOOTHING` along ``axis``, zero beyond the ends."""
-    half = len(SMOOTHING) // 2
-    out = np.zeros_like(a)
-    n = a.shape[axis]
+    out, n = np.zeros_like(a), a.shape[axis]
     for tap, weight in enumerate(SMOOTHING):
-        shift = tap - half
+        shift = tap - len(SMOOTHING) // 2
         if abs(shift) >= n:
             continue
         dst = [slice(None)] * a.ndim

@@ -29,12 +29,14 @@ STAGING = ".geocam-tmp-"
 
 
 def digests(folder: Path) -> dict[str, str]:
-    """SHA-256 of each output in ``folder`` but run.json and the batch manifest (their timings
-    and paths differ run to run)."""
+    """SHA-256 of each output in ``folder`` but run.json, the batch manifest and the run log.
+
+    Their timings and paths differ run to run.
+    """
     return {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.iterdir())
-        if p.is_file() and p.name not in ("run.json", "geocam-batch.json")
+        if p.is_file() and p.name not in ("run.json", "geocam-batch.json", "geocam.log")
     }
 
 

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from geocam import SceneConfig
 from geocam.batch import MANIFEST_NAME
 from geocam.cli import main
+from geocam.cli.logs import RUN_LOG
 from geocam.outputs import STAGING_PREFIX
 
 TESTS = Path(__file__).parent
@@ -26,7 +27,7 @@ ARGS = ["--stride-px", "16", "--batch-size", "4", "--threads", "1", "--precision
 CONFIG = SceneConfig(stride_px=16, batch_size=4, threads=1, precision="fp32")
 #: Files whose bytes differ between runs by design (timings, process ids, modification times):
 #: run.json, and the batch manifest the CLI keeps beside a single scene's outputs.
-VOLATILE = {"run.json", MANIFEST_NAME}
+VOLATILE = {"run.json", MANIFEST_NAME, RUN_LOG}
 #: Options of the batch tests' runs.
 OPTIONS = ["--stride-px", "32", "--threads", "1", "--precision", "fp32", "--block-px", "64"]
 OLD = SceneConfig(stride_px=32, threads=1, precision="fp32", threshold=0.3, preview=False)

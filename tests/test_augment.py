@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from geocam.augment import RadiometricJitter, radiometric_jitter
 from geocam.model import EUROSAT_RGB_RENDERING, RGB_BANDS
+from geocam.training.augment import RadiometricJitter, radiometric_jitter
 
 
 def batch(n: int = 64, value: float = 100.0) -> torch.Tensor:

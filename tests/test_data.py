@@ -9,7 +9,9 @@ import torch
 from PIL import Image
 from rasterio.transform import from_origin
 
-from geocam.data import (
+from geocam.errors import DatasetError
+from geocam.model import EUROSAT_CLASSES
+from geocam.training.data import (
     EuroSATRGB,
     make_dataset,
     ms_spec,
@@ -17,8 +19,6 @@ from geocam.data import (
     read_split,
     rgb_spec,
 )
-from geocam.errors import DatasetError
-from geocam.model import EUROSAT_CLASSES
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -26,6 +26,7 @@ from geocam import SceneConfig, pipeline, run_scene
 from geocam.batch import MANIFEST_NAME
 from geocam.cam import cpu_supports_bf16
 from geocam.cli import main
+from geocam.cli.logs import RUN_LOG
 from geocam.config import BandSpec
 from geocam.errors import ConfigError, SceneError, TilingError
 from geocam.model import EUROSAT_CLASSES, build_net, save_model
@@ -53,8 +54,8 @@ def files_in(folder: Path) -> set[str]:
 
 
 def check_outputs(out: Path, scene_path: Path, classes: tuple[str, ...] | None = None) -> None:
-    # nothing else (no temporary files) left behind; the CLI adds the batch's manifest
-    assert files_in(out) - {MANIFEST_NAME} == OUTPUTS
+    # nothing else (no temporary files) left behind; the CLI adds the manifest and its log
+    assert files_in(out) - {MANIFEST_NAME, RUN_LOG} == OUTPUTS
     with rasterio.open(scene_path) as src:
         crs, transform, shape, bounds = src.crs, src.transform, src.shape, src.bounds
     for name in ("cam.tif", "classes.tif"):

@@ -195,7 +195,7 @@ class _PatchLocal(torch.nn.Module):
 
 
 def test_consistency_loss_is_zero_when_cells_are_local_and_training_lowers_it() -> None:
-    from geocam.train import EuroSATClassification
+    from geocam.training.task import EuroSATClassification
 
     torch.manual_seed(0)
     images = torch.randn(18, 3, 64, 64)  # two 3 x 3 mosaics

@@ -26,9 +26,8 @@ from torch import Tensor
 from torchgeo.datamodules import NonGeoDataModule
 from torchgeo.datasets import EuroSAT, NonGeoClassificationDataset
 
-from .augment import RadiometricJitter, radiometric_jitter
-from .errors import DatasetError
-from .model import (
+from ..errors import DatasetError
+from ..model import (
     EUROSAT_CLASSES,
     EUROSAT_MS_BANDS,
     EUROSAT_MS_RENDERING,
@@ -37,6 +36,7 @@ from .model import (
     Rendering,
     normalisation_for,
 )
+from .augment import RadiometricJitter, radiometric_jitter
 
 Sample = dict[str, Any]
 

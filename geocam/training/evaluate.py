@@ -58,7 +58,7 @@ def predict_labels(
 
 
 def _cpu_bf16() -> bool:
-    from .cam import cpu_supports_bf16
+    from ..cam import cpu_supports_bf16
 
     return cpu_supports_bf16()
 

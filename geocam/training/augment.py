@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .model import Rendering
-from .radiometry import PATH_RADIANCE_DN
+from ..model import Rendering
+from ..radiometry import PATH_RADIANCE_DN
 
 #: Digital number that the EuroSAT RGB rendering maps to 255; the tone curve's fixed point.
 _TONE_PIVOT_DN = 2750.0
