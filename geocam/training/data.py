@@ -214,7 +214,7 @@ def random_dihedral(images: Tensor, generator: torch.Generator | None = None) ->
 class EuroSATDataModule(NonGeoDataModule):
     """Lightning datamodule over :func:`make_dataset` splits with exact D4 augmentation.
 
-    Training batches may also get :func:`geocam.augment.radiometric_jitter` (before the
+    Training batches may also get :func:`geocam.training.augment.radiometric_jitter` (before the
     normalisation), so that the model reads L2A, hazy and differently lit scenes too.
     """
 
