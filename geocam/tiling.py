@@ -202,20 +202,6 @@ def _owner(offset: int, block_px: int, n_blocks: int) -> int:
     return min(max(offset, 0) // block_px, n_blocks - 1)
 
 
-def block_span(start: int, size_px: int, length_px: int, block_px: int) -> tuple[int, int]:
-    """First and last block index (inclusive) touched by a window along one axis.
-
-    Args:
-        start: window start offset in pixels (may be negative).
-        size_px: window edge in pixels.
-        length_px: axis length in pixels.
-        block_px: block edge in pixels.
-    """
-    first = max(start, 0) // block_px
-    last = (min(start + size_px, length_px) - 1) // block_px
-    return first, last
-
-
 def iter_blocks(
     height: int,
     width: int,

@@ -12,13 +12,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import rasterio
 from affine import Affine
 from click.testing import CliRunner
+from PIL import Image
+from rasterio.transform import from_origin
 
 from geocam import SceneConfig
 from geocam.batch import MANIFEST_NAME
 from geocam.cli import main
 from geocam.cli.logs import RUN_LOG
+from geocam.model import EUROSAT_CLASSES
 from geocam.outputs import STAGING_PREFIX
 
 TESTS = Path(__file__).parent
@@ -100,3 +105,63 @@ def drive(fault: str, *args: str) -> subprocess.CompletedProcess[str]:
 def old_set(reference: Path, out: Path) -> dict[str, str]:
     shutil.copytree(reference / "old", out)
     return complete_set(out)
+
+
+#: The real data beside the checkout (tests that use it skip without it).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def write_rgb_tree(root: Path, per_class: int = 2, seed: int = 0) -> list[str]:
+    """A tiny EuroSAT RGB ImageFolder of seeded random 64x64 JPEGs; returns relative names."""
+    rng = np.random.default_rng(seed)
+    names = []
+    for c in EUROSAT_CLASSES:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            rel = f"{c}/{c}_{i + 1}.jpg"
+            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / rel)
+            names.append(rel)
+    return names
+
+
+def write_ms_root(root: Path, per_class: int = 2, seed: int = 0) -> None:
+    """A TorchGeo ``EuroSAT`` root: 13-band uint16 tiles plus eurosat-{split}.txt files."""
+    rng = np.random.default_rng(seed)
+    base = root / "ds/images/remote_sensing/otherDatasets/sentinel_2/tif"
+    names = []
+    for c in EUROSAT_CLASSES:
+        (base / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            name = f"{c}_{i + 1}.tif"
+            data = rng.integers(0, 4000, (13, 64, 64), dtype=np.uint16)
+            with rasterio.open(
+                base / c / name,
+                "w",
+                driver="GTiff",
+                width=64,
+                height=64,
+                count=13,
+                dtype="uint16",
+                crs="EPSG:32633",
+                transform=from_origin(500000, 5800000, 10, 10),
+            ) as dst:
+                dst.write(data)
+            names.append(name)
+    for split in ("train", "val", "test"):
+        (root / f"eurosat-{split}.txt").write_text("\n".join(names) + "\n")
+
+
+def build_real_ms_root(dst: Path) -> int:
+    """TorchGeo-layout root from the 270 real EuroSAT MS tiles in ../shared (symlinks)."""
+    src = SHARED_DATA / "eurosat-ms"
+    base = dst / "ds/images/remote_sensing/otherDatasets/sentinel_2/tif"
+    rows = [line.split(",") for line in (src / "manifest.csv").read_text().splitlines()[1:]]
+    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for i, (rel, _cls, subset) in enumerate(rows):
+        (base / Path(rel).parent).mkdir(parents=True, exist_ok=True)
+        (base / rel).symlink_to((src / rel).resolve())
+        split = "test" if subset == "test" else ("val" if i % 5 == 0 else "train")
+        splits[split].append(Path(rel).name)
+    for split, names in splits.items():
+        (dst / f"eurosat-{split}.txt").write_text("\n".join(names) + "\n")
+    return len(rows)

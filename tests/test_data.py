@@ -1,16 +1,11 @@
 """EuroSAT datasets: split files, the RGB ImageFolder and TorchGeo's 13-band EuroSAT."""
 
-from pathlib import Path
-
-import numpy as np
 import pytest
-import rasterio
 import torch
-from PIL import Image
-from rasterio.transform import from_origin
+from helpers import SHARED_DATA as SHARED
+from helpers import build_real_ms_root, write_ms_root, write_rgb_tree
 
 from geocam.errors import DatasetError
-from geocam.model import EUROSAT_CLASSES
 from geocam.training.data import (
     EuroSATRGB,
     make_dataset,
@@ -19,48 +14,6 @@ from geocam.training.data import (
     read_split,
     rgb_spec,
 )
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def write_rgb_tree(root: Path, per_class: int = 2, seed: int = 0) -> list[str]:
-    """A tiny EuroSAT RGB ImageFolder of seeded random 64x64 JPEGs; returns relative names."""
-    rng = np.random.default_rng(seed)
-    names = []
-    for c in EUROSAT_CLASSES:
-        (root / c).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            rel = f"{c}/{c}_{i + 1}.jpg"
-            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / rel)
-            names.append(rel)
-    return names
-
-
-def write_ms_root(root: Path, per_class: int = 2, seed: int = 0) -> None:
-    """A TorchGeo ``EuroSAT`` root: 13-band uint16 tiles plus eurosat-{split}.txt files."""
-    rng = np.random.default_rng(seed)
-    base = root / "ds/images/remote_sensing/otherDatasets/sentinel_2/tif"
-    names = []
-    for c in EUROSAT_CLASSES:
-        (base / c).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            name = f"{c}_{i + 1}.tif"
-            data = rng.integers(0, 4000, (13, 64, 64), dtype=np.uint16)
-            with rasterio.open(
-                base / c / name,
-                "w",
-                driver="GTiff",
-                width=64,
-                height=64,
-                count=13,
-                dtype="uint16",
-                crs="EPSG:32633",
-                transform=from_origin(500000, 5800000, 10, 10),
-            ) as dst:
-                dst.write(data)
-            names.append(name)
-    for split in ("train", "val", "test"):
-        (root / f"eurosat-{split}.txt").write_text("\n".join(names) + "\n")
 
 
 def test_read_split_csv_and_txt_match_by_stem(tmp_path):
@@ -145,22 +98,6 @@ def test_ms_spec_rejects_unknown_band(tmp_path):
 def test_ms_missing_root_gives_dataset_error(tmp_path):
     with pytest.raises(DatasetError, match="EuroSAT MS"):
         make_dataset(ms_spec(tmp_path / "missing"), "train")
-
-
-def build_real_ms_root(dst: Path) -> int:
-    """TorchGeo-layout root from the 270 real EuroSAT MS tiles in ../shared (symlinks)."""
-    src = SHARED / "eurosat-ms"
-    base = dst / "ds/images/remote_sensing/otherDatasets/sentinel_2/tif"
-    rows = [line.split(",") for line in (src / "manifest.csv").read_text().splitlines()[1:]]
-    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-    for i, (rel, _cls, subset) in enumerate(rows):
-        (base / Path(rel).parent).mkdir(parents=True, exist_ok=True)
-        (base / rel).symlink_to((src / rel).resolve())
-        split = "test" if subset == "test" else ("val" if i % 5 == 0 else "train")
-        splits[split].append(Path(rel).name)
-    for split, names in splits.items():
-        (dst / f"eurosat-{split}.txt").write_text("\n".join(names) + "\n")
-    return len(rows)
 
 
 @pytest.mark.skipif(not (SHARED / "eurosat-ms").is_dir(), reason="../shared/data/eurosat-ms absent")

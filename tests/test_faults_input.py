@@ -241,7 +241,7 @@ class Pickled:
 
 
 def test_pickled_checkpoints_are_refused_without_unpickling(tmp_path: Path) -> None:
-    from test_data import write_rgb_tree
+    from helpers import write_rgb_tree
 
     evil = tmp_path / "evil.pth"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": Pickled()}, evil)

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from test_data import SHARED, build_real_ms_root, write_ms_root, write_rgb_tree
+from helpers import SHARED_DATA as SHARED
+from helpers import build_real_ms_root, write_ms_root, write_rgb_tree
 
 from geocam.cli import main
 from geocam.model import load_model
