@@ -74,7 +74,7 @@ def digests(folder: Path) -> dict[str, str]:
 def run_mode(scenes: list[Path], out: Path, threads: int, scheduler: str | None) -> dict:
     geocam = Path(sys.executable).with_name("geocam")
     cmd = [str(geocam), "run", *map(str, scenes), "--model", str(MODEL), "--out", str(out),
-           "--threads", str(threads), "-q"]  # fmt: skip
+           "--threads", str(threads), "--force", "-q"]  # fmt: skip
     if scheduler:
         cmd += ["--scheduler", scheduler]
     start = time.perf_counter()

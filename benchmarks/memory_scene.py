@@ -61,7 +61,8 @@ def make_big_scene(path: Path, size: int) -> None:
 
 def run(scene: Path, out: Path, args: argparse.Namespace) -> dict[str, object]:
     cmd = [str(GEOCAM), "run", str(scene), "--model", str(args.model), "--out", str(out),
-           "--stride-px", str(args.stride_px), "--threads", str(args.threads), "-q"]  # fmt: skip
+           "--stride-px", str(args.stride_px), "--threads", str(args.threads), "--force",
+           "-q"]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, _ = os.wait4(proc.pid, 0)

@@ -200,6 +200,7 @@ def run_geocam(
             "--mode",
             mode,
             *_same_windows(args),
+            "--force",  # each repeat runs: the folder's manifest would skip a current scene
             "-q",
         ],
         env,
