@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +165,15 @@ def count_params(net: torch.nn.Module) -> int:
 
 
 __all__ = ["HAVEL", "HAVEL_JP2", "REAL_MODEL", "SAMPLE", "SHARED", "timm", "write_raster"]
+
+
+@pytest.fixture
+def worker_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Environment of Dask workers that know the tiny test architecture (``dask_preload``)."""
+    import dask
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), *sys.path]))
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PRELOAD", '["dask_preload"]')
+    # LocalCluster's workers take the client's configuration; `dask worker` reads the variable.
+    with dask.config.set({"distributed.worker.preload": ["dask_preload"]}):
+        yield dict(os.environ)

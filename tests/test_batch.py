@@ -89,7 +89,7 @@ def test_batch_killed_after_its_first_scene_resumes(
     tiny_model: Path,
     tmp_path: Path,
     scheduler: str | None,
-    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     scenes = [make_scene("first.tif", seed=1)]
     scenes += [make_scene(f"big{i}.tif", shape_rc=(512, 512), seed=i) for i in (2, 3)]
@@ -97,9 +97,8 @@ def test_batch_killed_after_its_first_scene_resumes(
     dask = ["--scheduler", scheduler] if scheduler else []
     reference, out = tmp_path / "reference", tmp_path / "killed"
     assert cli(*base, "--out", str(reference))[0] == 0
-    if scheduler:  # the workers must know the tiny test architecture
-        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), *sys.path]))
-        monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PRELOAD", '["dask_preload"]')
+    if scheduler:  # the workers (of the killed run and of this process's rerun) know the tiny
+        request.getfixturevalue("worker_env")  # test architecture
     kill_after_first_scene([*base, "--out", str(out), *dask], out)
     done = json.loads((out / MANIFEST_NAME).read_text())["scenes"]
     assert 1 <= len(done) < len(scenes)  # killed mid-batch

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import synthetic_s2
-from helpers import OPTIONS, TESTS, batch_scenes, digests
+from helpers import OPTIONS, batch_scenes, digests
 from helpers import cli_output as cli
 
 from geocam.batch import MANIFEST_NAME
@@ -22,18 +22,6 @@ from geocam.distributed import plan_cluster
 from geocam.errors import ConfigError
 
 pytest.importorskip("distributed")
-
-
-@pytest.fixture
-def worker_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """Environment of Dask workers that know the tiny test architecture (``dask_preload``)."""
-    import dask
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), *sys.path]))
-    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PRELOAD", '["dask_preload"]')
-    # LocalCluster's workers take the client's configuration; `dask worker` reads the variable.
-    with dask.config.set({"distributed.worker.preload": ["dask_preload"]}):
-        yield dict(os.environ)
 
 
 def test_plan_cluster() -> None:
