@@ -11,7 +11,7 @@ GeoTIFF in EPSG:32633. Both runs use the bundled ResNet50 with the same settings
 those of the acceptance (64 px windows at stride 32: 62,001 windows on the big scene, about 2
 minutes on 2 cores; ``--stride-px 64`` runs a quarter of them).
 
-    .venv/bin/python benchmarks/memory_scene.py [--size 8000] [--stride-px 32] [--threads 2]
+    .venv/bin/python benchmarks/memory_scene.py [--size 8000] [--stride-px 32] [--threads 2] [--mode dense]
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def make_big_scene(path: Path, size: int) -> None:
 
 def run(scene: Path, out: Path, args: argparse.Namespace) -> dict[str, object]:
     cmd = [str(GEOCAM), "run", str(scene), "--model", str(args.model), "--out", str(out),
-           "--stride-px", str(args.stride_px), "--threads", str(args.threads), "--force",
-           "-q"]  # fmt: skip
+           "--stride-px", str(args.stride_px), "--threads", str(args.threads),
+           "--mode", args.mode, "--force", "-q"]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, _ = os.wait4(proc.pid, 0)
@@ -76,6 +76,7 @@ def run(scene: Path, out: Path, args: argparse.Namespace) -> dict[str, object]:
         shape = (src.height, src.width, src.count)
     return {
         "scene": scene.name,
+        "mode": args.mode,
         "shape_rows_cols_bands": shape,
         "windows": record["windows"]["scored"],
         "wall_s": round(wall, 1),
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=8000, help="synthetic scene edge in px")
     parser.add_argument("--stride-px", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--mode", choices=("exact", "dense"), default="exact")
     parser.add_argument("--model", type=Path, default=MODEL)
     parser.add_argument("--workdir", type=Path, default=None, help="keep files here")
     args = parser.parse_args()

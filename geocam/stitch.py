@@ -5,8 +5,7 @@ window). Each window's CAM is upsampled bilinearly (as torch's ``align_corners=F
 centres of half cells (16 px for 64/32, or finer when the stride needs it: the lattice is
 ``gcd(stride, cell / 2)``), multiplied by a ``sin^2`` taper that favours the window's centre and
 sums to a constant where windows overlap by half, and added to per-lattice-cell sums of CAM,
-probability and weight (STYLE C8). The lattice holds the whole scene yet stays small (a 10980 x
-10980 Sentinel-2 tile at 16 px: 688 x 688 cells, about 40 MB for 10 classes).
+probability and weight (STYLE C8): 688 x 688 cells for a Sentinel-2 tile at 16 px.
 
 Once complete, the lattice is smoothed by a binomial ``[1, 4, 6, 4, 1] / 16`` per axis
 (:func:`smooth_cells`): the network's position bias (the cell that sees the whole window holds
@@ -70,25 +69,27 @@ SMOOTHING = (1.0, 4.0, 6.0, 4.0, 1.0)
 
 
 def smooth_cells(
-    values: npt.NDArray[np.float32], present: npt.NDArray[np.bool_]
+    sums: npt.NDArray[np.float32], weight: npt.NDArray[np.float32], present: npt.NDArray[np.bool_]
 ) -> npt.NDArray[np.float32]:
-    """:data:`SMOOTHING` along both lattice axes, over the cells present only.
+    """:data:`SMOOTHING` of the per-cell means ``sums / weight`` along both lattice axes.
 
-    Normalised convolution: near the edge of the covered area, the taps that are there count.
+    Normalised convolution over the cells present only: near the edge of the covered area, the
+    taps that are there count. One class at a time, so temporaries are single-class lattices.
 
     Args:
-        values: ``(classes, rows, cols)`` per-cell means (any value where not present).
+        sums: ``(classes, rows, cols)`` weighted sums (any value where not present).
+        weight: ``(rows, cols)`` their weights (non-zero everywhere).
         present: ``(rows, cols)`` cells that hold a value.
 
     Returns:
         ``(classes, rows, cols)`` smoothed means, 0 where not present.
     """
-    num = np.where(present, values, np.float32(0.0)).astype(np.float32)
-    den = present.astype(np.float32)[None]
-    for axis in (1, 2):
-        num, den = _convolve(num, axis), _convolve(den, axis)
-    out = np.where(present, num / np.where(den > 0, den, np.float32(1.0)), np.float32(0.0))
-    return out.astype(np.float32, copy=False)
+    den = np.maximum(_convolve(_convolve(present.astype(np.float32), 0), 1), np.float32(1e-30))
+    out = np.empty(sums.shape, dtype=np.float32)
+    for k, cell_sum in enumerate(sums):
+        num = np.where(present, cell_sum / weight, np.float32(0.0)).astype(np.float32, copy=False)
+        out[k] = np.where(present, _convolve(_convolve(num, 0), 1) / den, np.float32(0.0))
+    return out
 
 
 def _convolve(a: npt.NDArray[np.float32], axis: int) -> npt.NDArray[np.float32]:
@@ -285,8 +286,8 @@ class CellGrid:
             present = self.hits > 0
             weight = np.where(present, self.weight_sum, 1.0).astype(np.float32)
             self._means = (
-                smooth_cells(self.cam_sum / weight, present),
-                smooth_cells(self.prob_sum / weight, present),
+                smooth_cells(self.cam_sum, weight, present),
+                smooth_cells(self.prob_sum, weight, present),
             )
         return self._means
 

@@ -112,10 +112,13 @@ def test_smooth_cells_is_a_normalised_binomial() -> None:
     rng = np.random.default_rng(3)
     values = rng.normal(size=(2, 6, 9)).astype(np.float32)
     present = rng.random((6, 9)) > 0.3
-    out = smooth_cells(values, present)
-    np.testing.assert_allclose(out, _smoothed_reference(values, present), rtol=1e-5, atol=1e-6)
+    weight = rng.uniform(0.5, 2.0, size=(6, 9)).astype(np.float32)
+    out = smooth_cells(values * weight, weight, present)
+    np.testing.assert_allclose(out, _smoothed_reference(values, present), rtol=1e-5, atol=1e-5)
     assert (out[:, ~present] == 0).all()
-    constant = smooth_cells(np.full((1, 6, 9), 2.5, np.float32), present)
+    constant = smooth_cells(
+        np.full((1, 6, 9), 2.5, np.float32), np.ones((6, 9), np.float32), present
+    )
     np.testing.assert_allclose(constant[:, present], 2.5, rtol=1e-6)
 
 
