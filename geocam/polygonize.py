@@ -11,6 +11,7 @@ The mask is sieved (connected areas under ``sieve_px`` pixels removed, holes und
 with a coverage-preserving simplifier so that polygons stay valid and never overlap each other.
 Sieving a block with a halo of ``sieve_px`` pixels gives the same result as sieving the scene:
 any area of ``sieve_px`` pixels or more touching the block has that many pixels within the halo.
+scipy is imported where it is used, after the model pass (it would add to that pass's peak memory).
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ from affine import Affine
 from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
 from rasterio.features import shapes, sieve
-from scipy import ndimage
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from shapely.geometry import shape
 
 log = logging.getLogger(__name__)
@@ -164,6 +162,8 @@ def block_pieces(
     full_shape = mask.shape
     mask, heat, prob = mask[box], heat[box], prob[box]
     transform = transform @ Affine.translation(box[1].start, box[0].start)
+    from scipy import ndimage
+
     labels, n = ndimage.label(mask, structure=_FOUR_CONNECTED)
     # Components reaching the block's border may continue in the next block.
     at_border = []
@@ -217,6 +217,9 @@ def _polygon_parts(geom: shapely.Geometry) -> list[shapely.Polygon]:
 
 def _groups(geoms: npt.NDArray[np.object_], predicate: str | None) -> list[npt.NDArray[np.intp]]:
     """Indexes of ``geoms`` in groups connected by ``predicate`` (None: overlapping bounds)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     n = len(geoms)
     left, right = shapely.STRtree(geoms).query(geoms, predicate=predicate)
     linked = coo_matrix((np.ones(len(left), dtype=bool), (left, right)), shape=(n, n))

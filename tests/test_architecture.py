@@ -1,5 +1,5 @@
 """The package's shape: every module imports, no import cycle, no module over 400 lines, and
-``import geocam`` stays light (no Lightning)."""
+``import geocam`` stays light (no Lightning, and no vector stack before a run writes vectors)."""
 
 from __future__ import annotations
 
@@ -113,6 +113,16 @@ def test_import_geocam_loads_no_lightning() -> None:
     code = (
         "import geocam, sys; "
         "bad = [m for m in sys.modules if m.startswith(('lightning', 'pytorch_lightning'))]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_scene_run_loads_the_vector_stack_only_to_write_vectors() -> None:
+    """pandas, geopandas, pyogrio (its own GDAL) and scipy would add to the model pass's peak RSS."""
+    code = (
+        "import geocam.cli.run, geocam.pipeline.run, geocam.pipeline.raster_pass, sys; "
+        "bad = [m for m in ('pandas', 'geopandas', 'pyogrio', 'scipy') if m in sys.modules]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -3,6 +3,9 @@
 Also the text outputs (QGIS styles and project) and the preview's georeferencing. Writers write
 the path they are given; the pipeline gives them names in a temporary folder and moves finished
 files into place with ``os.replace``.
+
+geopandas, pandas and pyogrio (which brings its own GDAL) are imported where they are used: a
+scene run needs them only after the model pass, so they do not add to its peak memory.
 """
 
 from __future__ import annotations
@@ -13,18 +16,18 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
-import geopandas as gpd
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
-import pyogrio
 from affine import Affine
 from rasterio.crs import CRS
 
 from ..polygonize import SalientPolygon
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ def polygons_frame(polygons: Sequence[SalientPolygon], crs: CRS) -> gpd.GeoDataF
         polygons: merged polygons of every class.
         crs: the scene CRS.
     """
+    import geopandas as gpd
+
     data: dict[str, list[Any]] = {
         "fid": list(range(1, len(polygons) + 1)),
         "class": [p.class_name for p in polygons],
@@ -76,6 +81,8 @@ def polygons_frame(polygons: Sequence[SalientPolygon], crs: CRS) -> gpd.GeoDataF
 @contextmanager
 def ogr_config(**options: str) -> Iterator[None]:
     """Set pyogrio's GDAL configuration options for a block; restore the previous values."""
+    import pyogrio
+
     previous = {k: pyogrio.get_gdal_config_option(k) for k in options}
     pyogrio.set_gdal_config_options(options)
     try:
@@ -106,6 +113,9 @@ def write_gpkg(
         date: GeoPackage DATETIME (``2017-02-16T10:00:00.000Z``) written as the table's last
             change and the style's update time instead of the clock (reruns stay identical).
     """
+    import pandas as pd
+    import pyogrio
+
     items = dict(metadata or {})
     options = {"OGR_CURRENT_DATE": date} if date else {}
     with ogr_config(**options):
