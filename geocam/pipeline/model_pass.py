@@ -92,13 +92,21 @@ def prepare_block(
     return Prepared(block, region, valid, todo, image)
 
 
-@dataclass(slots=True)
-class Scored:
-    """What the model pass leaves: the lattice sums and window counts."""
+@dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """The model pass's windows: scored, skipped as nodata, and the lattice they were summed on."""
 
-    cells: CellGrid
     scored: int
     skipped: int
+    lattice_px: int
+
+
+@dataclass(slots=True)
+class Scored:
+    """What the model pass leaves: the lattice sums (for pass 2 only) and the window counts."""
+
+    cells: CellGrid
+    counts: WindowCounts
 
 
 def _inside(block: Block, region: Window) -> tuple[slice, slice]:
@@ -201,7 +209,7 @@ def model_pass(job: Job, preview: PreviewGrid) -> Generator[Progress, None, Scor
         timer.seconds.get("model", 0.0),
         timer.seconds.get("read", 0.0),
     )
-    return Scored(cells, scored, skipped)
+    return Scored(cells, WindowCounts(scored, skipped, cells.lattice_px))
 
 
 def _check_finite(

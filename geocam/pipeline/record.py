@@ -18,7 +18,7 @@ from ..polygonize import (
     SalientPolygon,
 )
 from .job import Job
-from .model_pass import Scored
+from .model_pass import WindowCounts
 from .names import OUTPUT_NAMES
 from .raster_pass import Rasters
 
@@ -64,7 +64,7 @@ def versions() -> dict[str, str]:
 
 
 def record_run(
-    job: Job, scored: Scored, rasters: Rasters, polygons: Sequence[SalientPolygon]
+    job: Job, counts: WindowCounts, rasters: Rasters, polygons: Sequence[SalientPolygon]
 ) -> dict[str, Any]:
     """The run's record (run.json): inputs, parameters, counts, timings."""
     scene, model, card, bands, config = (
@@ -120,10 +120,10 @@ def record_run(
         },
         "windows": {
             "total": len(job.plan.row_offsets) * len(job.plan.col_offsets),
-            "scored": scored.scored,
-            "skipped_nodata": scored.skipped,
-            "per_second_model": round(scored.scored / model_s, 2) if model_s > 0 else None,
-            "lattice_px": scored.cells.lattice_px,
+            "scored": counts.scored,
+            "skipped_nodata": counts.skipped,
+            "per_second_model": round(counts.scored / model_s, 2) if model_s > 0 else None,
+            "lattice_px": counts.lattice_px,
         },
         "blocks": -(-scene.height // config.block_px) * -(-scene.width // config.block_px),
         "scene_max_cam": {n: float(rasters.scene_max[i]) for i, n in enumerate(names)},

@@ -143,10 +143,12 @@ def _run(job: Job) -> Generator[Progress, None, tuple[dict[str, Any], SceneLayer
     preview = PreviewGrid.for_scene(job.plan.scene.shape_rc, job.config.preview_px)
     scored = yield from model_pass(job, preview)
     rasters = yield from raster_pass(job, scored.cells, preview)
+    counts = scored.counts
+    del scored  # the lattice is done with: its memory serves the polygons and vectors
     polygons, layers = write_outputs(job, rasters, preview)
     for work in (job.work("valid"), job.work("cls"), *rasters.heat_files):
         work.unlink(missing_ok=True)
-    record = record_run(job, scored, rasters, polygons)
+    record = record_run(job, counts, rasters, polygons)
     record["out_dir"] = str(job.out_dir)
     record["preflight"] = {**asdict(job.estimate), "memory_mib": job.estimate.memory_mib}
     record["files"] = manifest(job.tmp, OUTPUT_NAMES.values())  # the completion marker's list
