@@ -250,6 +250,9 @@ def raster_pass(
                 pieces[c].extend(done_block.pieces[c])
             for key, seconds in done_block.seconds.items():
                 timer.seconds[key] = timer.seconds.get(key, 0.0) + seconds
+            if b + 1 == n_blocks:
+                # Written before the last event, a safe point for a signal noted meanwhile.
+                pending_write.result()
             yield Progress(scene.name, "blocks", b + 1, n_blocks)
         if pending_write is not None:
             pending_write.result()
