@@ -1,9 +1,11 @@
-"""glibc malloc settings for the two passes of a scene run (no-op where malloc is not glibc's).
+"""Process memory for a scene run's passes: glibc malloc settings, unused GPU libraries' pages.
+
+Each is a no-op where the libc or the kernel lacks it.
 
 They change speed and memory, never results. The library never applies them on its own: the
 owner of a process (the CLI, a Dask worker) calls :func:`one_arena` once and passes
-:data:`geocam.runtime.MALLOC_TUNING` to the run, which calls :func:`for_model`,
-:func:`for_rasters` and :func:`trim` as its stages start.
+:data:`geocam.runtime.MALLOC_TUNING` to the run, which calls :func:`for_model` (and on a CPU
+run :func:`drop_gpu_library_pages`), :func:`for_rasters` and :func:`trim` as its stages start.
 
 - Pass 1 (the model): each batch's activations are freed and allocated again. With glibc's
   defaults they often come from fresh ``mmap`` calls whose pages fault in anew every batch, or
@@ -15,6 +17,10 @@ owner of a process (the CLI, a Dask worker) calls :func:`one_arena` once and pas
   run starts its threads.
 - :func:`trim` between the output steps: the polygon pieces freed by the merge are scattered
   through the heap, where glibc would keep them.
+- :func:`drop_gpu_library_pages` as a CPU run's model pass starts: PyPI's torch is a CUDA
+  build, and loading it leaves pages of cuBLAS, NVRTC, nvJitLink and libtorch_cuda resident that
+  a CPU run never executes. Unmodified file pages are dropped (``MADV_DONTNEED``); one that is
+  used after all comes back from the file, so nothing but the resident size changes.
 
 In a program of your own::
 
@@ -28,11 +34,19 @@ Measurements: benchmarks/README.md.
 from __future__ import annotations
 
 import ctypes
+import re
+from pathlib import Path
 
 # mallopt parameters (glibc malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
+MADV_DONTNEED = 4  # linux/mman.h
+
+_MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
+
+#: Shared libraries of the CUDA runtime and torch's CUDA parts, by path.
+GPU_LIBRARY = re.compile(r"/nvidia/|/cuda/bindings/|/lib(torch_cuda|c10_cuda|torch_nvshmem)\.so")
 
 MODEL_MMAP_THRESHOLD_BYTES = 32 << 20
 MODEL_TRIM_THRESHOLD_BYTES = 64 << 20
@@ -74,3 +88,44 @@ def for_rasters() -> None:
         trim()
         libc.mallopt(M_MMAP_THRESHOLD, RASTER_THRESHOLD_BYTES)
         libc.mallopt(M_TRIM_THRESHOLD, RASTER_THRESHOLD_BYTES)
+
+
+def drop_gpu_library_pages(smaps: Path = Path("/proc/self/smaps")) -> int:
+    """Drop this process's resident pages of the GPU libraries' read-only, unmodified mappings.
+
+    For a process that will not use CUDA (the caller decides). Only mappings that are not
+    writable and hold no anonymous (copy-on-write) page are dropped, so every page comes back
+    unchanged from the file if it is touched after all; pages other processes map stay theirs.
+
+    Returns:
+        The bytes that were resident in the dropped mappings (0 without ``/proc`` or GPU libraries).
+    """
+    if (libc := _libc()) is None or not smaps.exists():
+        return 0
+    madvise = libc.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    dropped = 0
+    for start, end, rss_bytes in _clean_gpu_mappings(smaps.read_text()):
+        if madvise(start, end - start, MADV_DONTNEED) == 0:
+            dropped += rss_bytes
+    return dropped
+
+
+def _clean_gpu_mappings(smaps_text: str) -> list[tuple[int, int, int]]:
+    """(start, end, resident bytes) of GPU-library mappings that are read-only and unmodified."""
+    found: list[tuple[int, int, int]] = []
+    mapping: tuple[int, int, bool] | None = None  # start, end, a read-only GPU library
+    rss_bytes = 0
+    for line in smaps_text.splitlines():
+        fields = line.split()
+        if _MAPPING.match(line):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            candidate = len(fields) == 6 and "w" not in fields[1] and GPU_LIBRARY.search(fields[5])
+            mapping = (start, end, bool(candidate))
+        elif mapping is not None and mapping[2] and fields[0] == "Rss:":
+            rss_bytes = int(fields[1]) << 10
+        elif mapping is not None and mapping[2] and fields[0] == "Anonymous:":
+            if int(fields[1]) == 0 and rss_bytes:
+                found.append((mapping[0], mapping[1], rss_bytes))
+            mapping = None
+    return found

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from geocam import runtime
+from geocam import allocator, runtime
 from geocam.errors import ConfigError
 from geocam.runtime import (
     MALLOC_TUNING,
@@ -62,3 +64,75 @@ def test_a_library_run_gets_no_tuning() -> None:
     # Nothing to call: the malloc settings belong to the process owner (MALLOC_TUNING).
     assert NO_HOOKS.model_pass() is None and NO_HOOKS.raster_pass() is None
     assert MALLOC_TUNING.model_pass is not NO_HOOKS.model_pass
+
+
+SMAPS = """\
+7f0000000000-7f0000100000 r--p 00000000 08:01 11 /venv/site-packages/nvidia/cu13/lib/libcublasLt.so.13
+Rss:                1024 kB
+Anonymous:             0 kB
+7f0000100000-7f0000200000 r-xp 00100000 08:01 11 /venv/site-packages/nvidia/cu13/lib/libcublasLt.so.13
+Rss:                2048 kB
+Anonymous:             0 kB
+7f0000200000-7f0000300000 r--p 00200000 08:01 11 /venv/site-packages/nvidia/cu13/lib/libcublasLt.so.13
+Rss:                 512 kB
+Anonymous:             8 kB
+7f0000300000-7f0000400000 rw-p 00300000 08:01 11 /venv/site-packages/nvidia/cu13/lib/libcublasLt.so.13
+Rss:                 512 kB
+Anonymous:             0 kB
+7f0000400000-7f0000500000 r-xp 00000000 08:01 12 /venv/site-packages/torch/lib/libtorch_cpu.so
+Rss:                4096 kB
+Anonymous:             0 kB
+7f0000500000-7f0000600000 r-xp 00000000 08:01 13 /venv/site-packages/torch/lib/libtorch_cuda.so
+Rss:                   0 kB
+Anonymous:             0 kB
+7f0000600000-7f0000700000 rw-p 00000000 00:00 0
+Rss:                 256 kB
+Anonymous:           256 kB
+"""
+
+
+def test_only_read_only_unmodified_gpu_library_pages_are_dropped() -> None:
+    # Copy-on-write pages (relocated data, written globals) would come back as the file's bytes.
+    found = allocator._clean_gpu_mappings(SMAPS)
+    assert found == [
+        (0x7F0000000000, 0x7F0000100000, 1024 << 10),
+        (0x7F0000100000, 0x7F0000200000, 2048 << 10),
+    ]
+
+
+def _gpu_library_rss_bytes() -> int:
+    rss = 0
+    mapping = ""
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if allocator._MAPPING.match(line):
+            mapping = fields[5] if len(fields) == 6 else ""
+        elif fields[0] == "Rss:" and allocator.GPU_LIBRARY.search(mapping):
+            rss += int(fields[1]) << 10
+    return rss
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
+def test_gpu_library_pages_leave_the_resident_set_and_torch_still_runs() -> None:
+    before = _gpu_library_rss_bytes()
+    if before < 1 << 20:
+        pytest.skip("torch here maps no GPU library pages (a CPU build)")
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    expected = torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3))
+    dropped = allocator.drop_gpu_library_pages()
+    after = _gpu_library_rss_bytes()
+    assert dropped > before // 2
+    assert after <= before - dropped + (1 << 20)  # what is touched again, within 1 MiB
+    assert torch.equal(torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3)), expected)
+
+
+@pytest.mark.parametrize("cuda_initialised", [False, True])
+def test_the_model_pass_drops_gpu_pages_only_without_cuda(
+    monkeypatch: pytest.MonkeyPatch, cuda_initialised: bool
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: cuda_initialised)
+    monkeypatch.setattr(allocator, "for_model", lambda: calls.append("malloc"))
+    monkeypatch.setattr(allocator, "drop_gpu_library_pages", lambda: calls.append("drop") or 0)
+    MALLOC_TUNING.model_pass()
+    assert calls == (["malloc"] if cuda_initialised else ["malloc", "drop"])
