@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,30 +103,36 @@ def test_only_read_only_unmodified_gpu_library_pages_are_dropped() -> None:
     ]
 
 
-def _gpu_library_rss_bytes() -> int:
-    rss = 0
-    mapping = ""
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        fields = line.split()
-        if allocator._MAPPING.match(line):
-            mapping = fields[5] if len(fields) == 6 else ""
-        elif fields[0] == "Rss:" and allocator.GPU_LIBRARY.search(mapping):
-            rss += int(fields[1]) << 10
-    return rss
+GPU_PAGES_SCRIPT = """
+import json, torch
+from pathlib import Path
+from geocam import allocator
+
+def resident():
+    return sum(rss for _, _, rss in allocator._clean_gpu_mappings(Path("/proc/self/smaps").read_text()))
+
+x = torch.arange(16.0).reshape(1, 1, 4, 4)
+expected = torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3))
+before = resident()
+dropped = allocator.drop_gpu_library_pages()
+after = resident()
+same = torch.equal(torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3)), expected)
+print(json.dumps({"before": before, "dropped": dropped, "after": after, "same": same}))
+"""
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
 def test_gpu_library_pages_leave_the_resident_set_and_torch_still_runs() -> None:
-    before = _gpu_library_rss_bytes()
-    if before < 1 << 20:
+    # A fresh interpreter: this one's pages may have been dropped by an earlier run already.
+    out = subprocess.run(
+        [sys.executable, "-c", GPU_PAGES_SCRIPT], capture_output=True, text=True, check=True
+    )
+    got = json.loads(out.stdout.splitlines()[-1])
+    if got["before"] < 1 << 20:
         pytest.skip("torch here maps no GPU library pages (a CPU build)")
-    x = torch.arange(16.0).reshape(1, 1, 4, 4)
-    expected = torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3))
-    dropped = allocator.drop_gpu_library_pages()
-    after = _gpu_library_rss_bytes()
-    assert dropped > before // 2
-    assert after <= before - dropped + (1 << 20)  # what is touched again, within 1 MiB
-    assert torch.equal(torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3)), expected)
+    assert got["dropped"] >= 0.9 * got["before"]
+    assert got["after"] < 1 << 20  # what torch touched again
+    assert got["same"]
 
 
 @pytest.mark.parametrize("cuda_initialised", [False, True])
