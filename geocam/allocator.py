@@ -118,6 +118,8 @@ def _clean_gpu_mappings(smaps_text: str) -> list[tuple[int, int, int]]:
     rss_bytes = 0
     for line in smaps_text.splitlines():
         fields = line.split()
+        if not fields:
+            continue
         if _MAPPING.match(line):
             start, end = (int(x, 16) for x in fields[0].split("-"))
             candidate = len(fields) == 6 and "w" not in fields[1] and GPU_LIBRARY.search(fields[5])

@@ -96,7 +96,7 @@ Anonymous:           256 kB
 
 def test_only_read_only_unmodified_gpu_library_pages_are_dropped() -> None:
     # Copy-on-write pages (relocated data, written globals) would come back as the file's bytes.
-    found = allocator._clean_gpu_mappings(SMAPS)
+    found = allocator._clean_gpu_mappings(SMAPS + "\n")
     assert found == [
         (0x7F0000000000, 0x7F0000100000, 1024 << 10),
         (0x7F0000100000, 0x7F0000200000, 2048 << 10),
