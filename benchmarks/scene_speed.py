@@ -16,6 +16,7 @@ the run's time / the model-alone time; and dense-vs-exact agreement (share of pi
 same winning class; Pearson correlation of the winning class's CAM).
 
     .venv/bin/python benchmarks/scene_speed.py --threads 2           # Havel, 64 px, stride 32
+    .venv/bin/python benchmarks/scene_speed.py --model runs/seamless/model.safetensors --skip-peer
 
 Each is run ``--repeat`` times (3), interleaved; the table gives the medians.
 """
@@ -54,7 +55,9 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
     return wall, proc.stdout
 
 
-def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple[int, float]:
+def model_alone(
+    scene: Path, mode: str, window_px: int, stride_px: int, model_path: Path = MODEL
+) -> tuple[int, float]:
     """Seconds the engine alone takes on the run's batches: the same blocks (each with the
     context its engine reads around it) and windows, the scene pre-rendered in memory."""
     from affine import Affine
@@ -73,7 +76,7 @@ def model_alone(scene: Path, mode: str, window_px: int, stride_px: int) -> tuple
     from geocam.tiling import grid_offsets, iter_blocks
 
     precision = resolve_precision("auto", torch.device("cpu"))  # as the runs pick it
-    model = load_model(MODEL, dtype=compute_dtype(precision))
+    model = load_model(model_path, dtype=compute_dtype(precision))
     opened = open_scene([scene])
     bands = match_bands(opened, model.card.bands, None)
     radiometry = scene_radiometry(
@@ -167,7 +170,7 @@ def run_peer(args: argparse.Namespace, work: Path, env: dict[str, str]) -> dict[
             str(ROOT / "benchmarks/peer_gradcam.py"),
             str(args.scene),
             "--model",
-            str(MODEL),
+            str(args.model),
             "--out",
             str(work / "peer.tif"),
             *_same_windows(args),
@@ -194,7 +197,7 @@ def run_geocam(
             "run",
             str(args.scene),
             "--model",
-            str(MODEL),
+            str(args.model),
             "--out",
             str(out_dir),
             "--mode",
@@ -206,7 +209,7 @@ def run_geocam(
         env,
     )
     run = json.loads((out_dir / "run.json").read_text())
-    n_alone, alone_s = model_alone(args.scene, mode, args.window_px, args.stride_px)
+    n_alone, alone_s = model_alone(args.scene, mode, args.window_px, args.stride_px, args.model)
     return {
         **{f"t_{k}": v for k, v in run["timings_s"].items()},  # the run's stages
         "windows": run["windows"]["scored"],
@@ -222,6 +225,7 @@ def run_geocam(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scene", type=Path, default=HAVEL)
+    parser.add_argument("--model", type=Path, default=MODEL, help="a candidate model file")
     parser.add_argument("--window-px", type=int, default=64)
     parser.add_argument("--stride-px", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
