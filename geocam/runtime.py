@@ -129,17 +129,9 @@ class StageHooks:
 NO_HOOKS = StageHooks()
 
 
-def _tune_model_pass() -> None:
-    """Pass 1's malloc settings; on a process without CUDA, the GPU libraries' pages go back."""
-    allocator.for_model()
-    if not torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
-        dropped = allocator.drop_gpu_library_pages()
-        log.debug("process: dropped %.0f MiB of unused GPU library pages", dropped / 2**20)
-
-
 #: Memory settings per pass (see :mod:`geocam.allocator`), for the owner of a process.
 MALLOC_TUNING = StageHooks(
-    model_pass=_tune_model_pass, raster_pass=allocator.for_rasters, release=allocator.trim
+    model_pass=allocator.for_model, raster_pass=allocator.for_rasters, release=allocator.trim
 )
 
 

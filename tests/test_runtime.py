@@ -91,30 +91,35 @@ Anonymous:             0 kB
 7f0000600000-7f0000700000 rw-p 00000000 00:00 0
 Rss:                 256 kB
 Anonymous:           256 kB
+7f0000700000-7f0000800000 r--p 00000000 08:01 14 /usr/lib/locale/locale-archive
+Rss:                 128 kB
+Anonymous:             0 kB
 """
 
 
-def test_only_read_only_unmodified_gpu_library_pages_are_dropped() -> None:
+def test_only_read_only_unmodified_library_pages_are_dropped() -> None:
     # Copy-on-write pages (relocated data, written globals) would come back as the file's bytes.
-    found = allocator._clean_gpu_mappings(SMAPS + "\n")
+    found = allocator._clean_library_mappings(SMAPS + "\n")
     assert found == [
         (0x7F0000000000, 0x7F0000100000, 1024 << 10),
         (0x7F0000100000, 0x7F0000200000, 2048 << 10),
+        (0x7F0000400000, 0x7F0000500000, 4096 << 10),
     ]
 
 
-GPU_PAGES_SCRIPT = """
+LIBRARY_PAGES_SCRIPT = """
 import json, torch
 from pathlib import Path
 from geocam import allocator
 
 def resident():
-    return sum(rss for _, _, rss in allocator._clean_gpu_mappings(Path("/proc/self/smaps").read_text()))
+    smaps = Path("/proc/self/smaps").read_text()
+    return sum(rss for _, _, rss in allocator._clean_library_mappings(smaps))
 
 x = torch.arange(16.0).reshape(1, 1, 4, 4)
 expected = torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3))
 before = resident()
-dropped = allocator.drop_gpu_library_pages()
+dropped = allocator.drop_library_pages()
 after = resident()
 same = torch.equal(torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3)), expected)
 print(json.dumps({"before": before, "dropped": dropped, "after": after, "same": same}))
@@ -122,26 +127,23 @@ print(json.dumps({"before": before, "dropped": dropped, "after": after, "same": 
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
-def test_gpu_library_pages_leave_the_resident_set_and_torch_still_runs() -> None:
+def test_library_pages_leave_the_resident_set_and_torch_still_runs() -> None:
     # A fresh interpreter: this one's pages may have been dropped by an earlier run already.
     out = subprocess.run(
-        [sys.executable, "-c", GPU_PAGES_SCRIPT], capture_output=True, text=True, check=True
+        [sys.executable, "-c", LIBRARY_PAGES_SCRIPT], capture_output=True, text=True, check=True
     )
     got = json.loads(out.stdout.splitlines()[-1])
-    if got["before"] < 1 << 20:
-        pytest.skip("torch here maps no GPU library pages (a CPU build)")
+    assert got["before"] > 20 << 20  # torch's own libraries alone hold more after the import
     assert got["dropped"] >= 0.9 * got["before"]
-    assert got["after"] < 1 << 20  # what torch touched again
+    assert got["after"] < 0.1 * got["before"]  # what the interpreter touched again since
     assert got["same"]
 
 
-@pytest.mark.parametrize("cuda_initialised", [False, True])
-def test_the_model_pass_drops_gpu_pages_only_without_cuda(
-    monkeypatch: pytest.MonkeyPatch, cuda_initialised: bool
-) -> None:
+def test_the_model_pass_drops_library_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    if allocator._libc() is None:
+        pytest.skip("not glibc: no malloc tuning to apply")
     calls: list[str] = []
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: cuda_initialised)
-    monkeypatch.setattr(allocator, "for_model", lambda: calls.append("malloc"))
-    monkeypatch.setattr(allocator, "drop_gpu_library_pages", lambda: calls.append("drop") or 0)
+    monkeypatch.setattr(allocator, "drop_library_pages", lambda: calls.append("drop") or 0)
     MALLOC_TUNING.model_pass()
-    assert calls == (["malloc"] if cuda_initialised else ["malloc", "drop"])
+    MALLOC_TUNING.raster_pass()
+    assert calls == ["drop"]
