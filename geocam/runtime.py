@@ -136,7 +136,10 @@ MALLOC_TUNING = StageHooks(
 
 
 def configure_process(threads: int | None) -> None:
-    """Set up a process that runs scenes: one malloc arena, and torch's thread count.
+    """Set up a process that runs scenes: one malloc arena, torch's thread count, no idle pages.
+
+    The library pages importing left resident go before the model loads (see
+    :func:`geocam.allocator.drop_library_pages`; pass 1 drops them again).
 
     For the owner of the process only (the CLI, a Dask worker plugin). Call it before the run's
     threads start.
@@ -146,6 +149,7 @@ def configure_process(threads: int | None) -> None:
             workers with ``OMP_NUM_THREADS=1``, so a worker's torch starts with one thread.
     """
     allocator.one_arena()
+    allocator.drop_library_pages()
     if threads:
         torch.set_num_threads(threads)
     log.debug("process: one malloc arena, %d torch threads", torch.get_num_threads())
